@@ -1,0 +1,152 @@
+"""What Keras offers, read from its installed source without importing it.
+
+Importing Keras imports TensorFlow (seconds). Config errors, `trainrun
+callbacks` and `--help` must stay fast, so this module reads Keras' public API
+files (``keras/callbacks/__init__.py`` ...) and the class definitions they point
+at with `ast`: names, ``__init__`` parameters, defaults and docstrings, exactly
+as installed. If Keras' layout ever changes so that this finds nothing, callers
+fall back to the live registries in `trainrun.registry`.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Public API package (relative to keras/) for each kind of component.
+API_PACKAGES = {
+    "layer": "layers",
+    "optimizer": "optimizers",
+    "schedule": "optimizers/schedules",
+    "loss": "losses",
+    "metric": "metrics",
+    "callback": "callbacks",
+    "activation": "activations",
+}
+
+# Callbacks that the Keras API exports but that are not things a config lists.
+_NOT_CONFIG_CALLBACKS = {"Callback", "CallbackList", "History", "ProgbarLogger"}
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: str | None  # source text of the default; None when required
+    required: bool
+
+
+@dataclass(frozen=True)
+class Signature:
+    name: str
+    params: tuple[Param, ...] = ()
+    var_kwargs: bool = False
+    doc: str = ""
+    module: str = ""
+    extra: tuple[str, ...] = field(default=())
+
+    @property
+    def param_names(self) -> list[str]:
+        return [p.name for p in self.params]
+
+    def render(self) -> str:
+        parts = [p.name if p.required else f"{p.name}={p.default}" for p in self.params]
+        if self.var_kwargs:
+            parts.append("**kwargs")
+        return f"{self.name}({', '.join(parts)})"
+
+
+@functools.cache
+def keras_root() -> Path | None:
+    spec = importlib.util.find_spec("keras")
+    if spec is None or not spec.origin:
+        return None
+    return Path(spec.origin).parent
+
+
+@functools.cache
+def _exports(package: str) -> dict[str, str]:
+    """Public name -> source module ('keras.src.callbacks.csv_logger') of an API package."""
+    root = keras_root()
+    if root is None:
+        return {}
+    init = root / package / "__init__.py"
+    try:
+        tree = ast.parse(init.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return {}
+    out: dict[str, str] = {}
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("keras.src"):
+            for alias in node.names:
+                out[alias.asname or alias.name] = node.module
+    return out
+
+
+def names(kind: str) -> list[str]:
+    """Every public Keras name of a kind ('callback', 'layer', ...)."""
+    found = _exports(API_PACKAGES[kind])
+    if kind == "callback":
+        return sorted(n for n in found if n not in _NOT_CONFIG_CALLBACKS)
+    return sorted(found)
+
+
+def _module_file(module: str) -> Path | None:
+    root = keras_root()
+    if root is None:
+        return None
+    rel = Path(*module.split(".")[1:])  # drop leading 'keras'
+    for candidate in (root / rel.with_suffix(".py"), root / rel / "__init__.py"):
+        if candidate.exists():
+            return candidate
+    return None
+
+
+@functools.cache
+def _parse(module: str) -> ast.Module | None:
+    path = _module_file(module)
+    if path is None:
+        return None
+    try:
+        return ast.parse(path.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError):
+        return None
+
+
+def _params_of(fn: ast.FunctionDef) -> tuple[list[Param], bool]:
+    args = fn.args
+    positional = args.posonlyargs + args.args
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    params = [
+        Param(a.arg, None if d is None else ast.unparse(d), d is None)
+        for a, d in zip(positional, defaults, strict=True)
+        if a.arg not in ("self", "cls")
+    ]
+    for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True):
+        params.append(Param(a.arg, None if d is None else ast.unparse(d), d is None))
+    return params, args.kwarg is not None
+
+
+@functools.cache
+def signature(kind: str, name: str) -> Signature | None:
+    """The ``__init__`` signature and first docstring line of a public Keras class."""
+    module = _exports(API_PACKAGES[kind]).get(name)
+    if module is None:
+        return None
+    tree = _parse(module)
+    if tree is None:
+        return None
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            doc = (ast.get_docstring(node) or "").strip().split("\n")[0]
+            for item in node.body:
+                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+                    params, var_kwargs = _params_of(item)
+                    return Signature(name, tuple(params), var_kwargs, doc, module)
+            # No __init__ of its own: inherits Callback's (no parameters) or a base we
+            # cannot see; report unknown parameters as accepted.
+            bases = [ast.unparse(b) for b in node.bases]
+            return Signature(name, (), bases != ["Callback"], doc, module)
+    return None

@@ -1,0 +1,147 @@
+"""The `trainrun` command line: parse, call the core, map errors to exit codes.
+
+No TensorFlow or Keras import at module level: `trainrun --help` and config
+errors stay fast. Heavy modules are imported inside the commands that train.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from trainrun.console import Reporter, console, err_console
+from trainrun.errors import TrainrunError
+
+app = typer.Typer(
+    name="trainrun",
+    help="Config-driven training runner for Keras: YAML in, a complete, resumable run directory out.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run directories live.")]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", help="Override a config value: --set fit.epochs=5 (dotted path, list indices allowed)."),
+]
+Device = Annotated[str | None, typer.Option("--device", help="'cpu' forces the CPU even when a GPU is visible.")]
+
+
+def _quiet_tensorflow() -> None:
+    from trainrun.tfimport import import_tensorflow
+
+    import_tensorflow()
+
+
+def fail(exc: TrainrunError) -> NoReturn:
+    err_console.print(f"[red]error:[/] {exc.message}", soft_wrap=True)
+    raise typer.Exit(exc.exit_code)
+
+
+def _check_device(device: str | None) -> None:
+    if device not in (None, "cpu", "auto"):
+        fail(TrainrunError(f"--device {device}: expected 'cpu' or 'auto'"))
+
+
+@app.command()
+def fit(
+    config: Annotated[Path, typer.Argument(help="The YAML config.")],
+    set_: Sets = None,
+    runs_dir: RunsDir = Path("runs"),
+    name: Annotated[str | None, typer.Option("--name", help="Run id prefix (instead of the config's name).")] = None,
+    device: Device = None,
+) -> None:
+    """Validate a config, build the model and data, train; creates runs/<id>/."""
+    from trainrun.config import load_config, with_seed
+    from trainrun.precheck import precheck
+
+    _check_device(device)
+    try:
+        loaded = with_seed(load_config(config, set_ or [], name=name))
+        precheck(loaded)
+        _quiet_tensorflow()
+        from trainrun.engine import fit as engine
+
+        outcome, run = engine.fit(
+            config, set_ or [], runs_dir=runs_dir, name=name, device=device, reporter=Reporter(), loaded=loaded
+        )
+    except TrainrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("interrupted before training started; nothing to resume")
+        raise typer.Exit(130) from None
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def resume(
+    run: Annotated[str, typer.Argument(help="A run directory (runs/<id>) or run id.")],
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Raise the target number of epochs.")] = None,
+    runs_dir: RunsDir = Path("runs"),
+    device: Device = None,
+) -> None:
+    """Continue an interrupted, killed or finished run from its last saved state."""
+    _check_device(device)
+    _quiet_tensorflow()
+    try:
+        from trainrun.engine import fit as engine
+
+        outcome, _ = engine.resume(run, runs_dir=runs_dir, epochs=epochs, device=device, reporter=Reporter())
+    except TrainrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise typer.Exit(outcome.exit_code)
+
+
+@app.command()
+def validate(
+    config: Annotated[Path, typer.Argument(help="The YAML config.")],
+    set_: Sets = None,
+) -> None:
+    """Check a config and build its model without training; print the summary and resolved config."""
+    from trainrun.config import dump_config, load_config
+    from trainrun.precheck import precheck
+
+    try:
+        loaded = load_config(config, set_ or [])
+        precheck(loaded)
+        _quiet_tensorflow()
+        from trainrun.engine.validate import validate as run_validate
+
+        summary = run_validate(loaded)
+    except TrainrunError as exc:
+        fail(exc)
+    console.print(summary, markup=False, highlight=False)
+    console.print("[bold]resolved config[/]")
+    console.print(dump_config(loaded), markup=False, highlight=False)
+    console.print(f"[green]{config} is valid[/]")
+
+
+@app.command()
+def callbacks(
+    name: Annotated[str | None, typer.Argument(help="Show one callback's full signature.")] = None,
+) -> None:
+    """List every registered callback with its parameters and defaults."""
+    from trainrun.commands.callbacks import show_callbacks
+
+    try:
+        show_callbacks(name, console)
+    except TrainrunError as exc:
+        fail(exc)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

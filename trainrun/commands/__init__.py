@@ -1,0 +1,1 @@
+"""Commands that read runs and registries (no training): what the CLI shows."""

@@ -1,0 +1,283 @@
+"""Reading a config: safe YAML with line numbers, ``--set`` overrides, validation.
+
+`load_config` is the one entry point. It returns a `LoadedConfig`: the typed
+`RunConfig` plus what error messages need to point at the right line.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from trainrun.config.schema import RunConfig, known_keys
+from trainrun.errors import ConfigError, did_you_mean
+
+Key = str | int
+KeyPath = tuple[Key, ...]
+
+
+def format_path(path: Sequence[Key]) -> str:
+    """('callbacks', 1, 'EarlyStopping') -> 'callbacks[1].EarlyStopping'."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+@dataclass
+class LoadedConfig:
+    """A validated config and where each of its keys came from."""
+
+    config: RunConfig
+    file: str
+    lines: dict[KeyPath, int] = field(default_factory=dict)
+    overrides: dict[KeyPath, str] = field(default_factory=dict)
+
+    @property
+    def base_dir(self) -> Path:
+        return Path(self.config.base_dir or ".")
+
+    def line_of(self, path: Sequence[Key]) -> int | None:
+        """Line of the deepest key of `path` that the file has."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+    def error(self, message: str, path: Sequence[Key] = ()) -> ConfigError:
+        """A ConfigError pointing at `path` in this file (or at the --set that made it)."""
+        path = tuple(path)
+        for opath, text in self.overrides.items():
+            if path[: len(opath)] == opath:
+                return ConfigError(f"{message} (from --set {text})", path=format_path(path) or None)
+        return ConfigError(
+            message, path=format_path(path) or None, file=self.file, line=self.line_of(path)
+        )
+
+    def resolve_path(self, value: str) -> Path:
+        """A path from the config, relative to the config's own directory."""
+        p = Path(os.path.expanduser(value))
+        return p if p.is_absolute() else self.base_dir / p
+
+
+# ---------------------------------------------------------------- YAML
+
+
+class _SafeLineLoader(yaml.SafeLoader):
+    """SafeLoader: no tags that build Python objects, ever."""
+
+
+def _compose(text: str, file: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=_SafeLineLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else None
+        col = f" column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ConfigError(f"YAML syntax error{col}: {problem}", file=file, line=line) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"YAML syntax error: {exc}", file=file) from None
+
+
+def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if isinstance(value_node, yaml.Node) and key_node.tag.endswith(":int"):
+                key = int(key)
+            lines[(*path, key)] = key_node.start_mark.line + 1
+            _record_lines(value_node, (*path, key), lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _record_lines(item, (*path, i), lines)
+
+
+def read_yaml(file: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """Parse a YAML config safely; return the mapping and a key-path -> line map."""
+    shown = str(file)
+    try:
+        text = Path(file).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {shown}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{shown} is a directory; give a YAML config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown} is not a text file; give a YAML config file") from None
+    node = _compose(text, shown)
+    if node is None:
+        raise ConfigError("the config is empty; it needs at least a 'model' section", file=shown)
+    if not isinstance(node, yaml.MappingNode):
+        raise ConfigError(
+            "the top level of a config must be a mapping of sections (model:, data:, fit:, ...)",
+            file=shown,
+            line=node.start_mark.line + 1,
+        )
+    try:
+        data = yaml.load(text, Loader=_SafeLineLoader)  # noqa: S506 - SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        mark = exc.problem_mark
+        raise ConfigError(
+            f"{exc.problem}; trainrun reads plain YAML only (no !!python tags)",
+            file=shown,
+            line=mark.line + 1 if mark else None,
+        ) from None
+    lines: dict[KeyPath, int] = {}
+    _record_lines(node, (), lines)
+    return data, lines
+
+
+# ---------------------------------------------------------------- --set
+
+
+def parse_override(text: str) -> tuple[KeyPath, Any]:
+    """'callbacks.0.EarlyStopping.patience=5' -> (('callbacks', 0, 'EarlyStopping', 'patience'), 5)."""
+    if "=" not in text:
+        raise ConfigError(f"--set {text}: expected KEY=VALUE, e.g. --set fit.epochs=5")
+    key, _, raw = text.partition("=")
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {text}: '{key}' is not a dotted key path like fit.epochs")
+    path: KeyPath = tuple(int(p) if p.lstrip("-").isdigit() else p for p in key.split("."))
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return path, value
+
+
+def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -> None:
+    """Set `path` in the raw config to `value`, creating mappings on the way."""
+    node: Any = data
+    for depth, key in enumerate(path):
+        last = depth == len(path) - 1
+        here = format_path(path[:depth]) or "the top level"
+        if isinstance(node, list):
+            if not isinstance(key, int):
+                raise ConfigError(f"--set {text}: {here} is a list; use an index like {here}.0")
+            if not -len(node) <= key < len(node):
+                raise ConfigError(
+                    f"--set {text}: index {key} is out of range; {here} has {len(node)} "
+                    f"item{'s' if len(node) != 1 else ''} (0..{len(node) - 1})"
+                )
+            if last:
+                node[key] = value
+                return
+            if isinstance(node[key], str) and isinstance(path[depth + 1], str) and node[key] == path[depth + 1]:
+                node[key] = {node[key]: {}}  # bare 'EarlyStopping' -> {EarlyStopping: {}}
+            node = node[key]
+        elif isinstance(node, dict):
+            if isinstance(key, int) and key not in node:
+                key = str(key)
+            if last:
+                node[key] = value
+                return
+            if node.get(key) is None:
+                node[key] = {}
+            node = node[key]
+        else:
+            raise ConfigError(f"--set {text}: {here} is a single value ({node!r}), not a section")
+
+
+# ---------------------------------------------------------------- validation
+
+
+_TYPE_LABELS = {"str", "int", "float", "bool", "none", "list", "dict", "is-instance", "constrained-int", "constrained-float"}
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> KeyPath:
+    """Drop pydantic's union-branch labels ('str', 'dict[str,str]', ...) from a location."""
+    return tuple(
+        p
+        for p in loc
+        if not (isinstance(p, str) and (p in _TYPE_LABELS or "[" in p or p.startswith(("literal", "function-"))))
+    )
+
+
+def _pydantic_error(exc: ValidationError, loaded: LoadedConfig) -> ConfigError:
+    errors = exc.errors()
+    loc = _clean_loc(errors[0]["loc"])
+    same = [e for e in errors if _clean_loc(e["loc"]) == loc]
+    kind = errors[0]["type"]
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], loc[-1]
+        known = known_keys(parent)
+        where = format_path(parent) or "the top level"
+        suggestion = did_you_mean(str(key), known)
+        msg = f"unknown key '{key}'" + (suggestion or (f"; {where} takes: {', '.join(known)}" if known else ""))
+        return loaded.error(msg, loc)
+    if kind == "missing":
+        return loaded.error(f"'{loc[-1]}' is required here", loc)
+    messages: list[str] = []
+    for e in same:
+        m = e["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+        if m not in messages:
+            messages.append(m)
+    msg = "; or ".join(messages)
+    received = errors[0].get("input")
+    if not any(e["type"] == "value_error" for e in same) and not isinstance(received, dict | list):
+        msg += f" (got {received!r})"
+    return loaded.error(msg, loc)
+
+
+def load_config(
+    file: str | Path,
+    overrides: Sequence[str] = (),
+    *,
+    name: str | None = None,
+) -> LoadedConfig:
+    """Read, override and validate a config file. Raises ConfigError."""
+    shown = str(file)
+    data, lines = read_yaml(file)
+    loaded_overrides: dict[KeyPath, str] = {}
+    for text in overrides:
+        path, value = parse_override(text)
+        apply_override(data, path, value, text)
+        loaded_overrides[path] = text
+    if name is not None:
+        data["name"] = name
+    if data.get("base_dir") is None:
+        data["base_dir"] = str(Path(file).resolve().parent)
+    loaded = LoadedConfig(config=None, file=shown, lines=lines, overrides=loaded_overrides)  # type: ignore[arg-type]
+    try:
+        loaded.config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _pydantic_error(exc, loaded) from None
+    return loaded
+
+
+def with_seed(loaded: LoadedConfig) -> LoadedConfig:
+    """Pick a random seed if the config has none; it is then written to config.yaml."""
+    if loaded.config.seed is None:
+        loaded.config.seed = random.SystemRandom().randrange(2**31)
+    return loaded
+
+
+class _ConfigDumper(yaml.SafeDumper):
+    """Block style, except short lists of plain values: shape: [28, 28, 1]."""
+
+
+def _represent_list(dumper: yaml.SafeDumper, items: list) -> yaml.Node:
+    flow = all(not isinstance(i, dict | list) for i in items)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", items, flow_style=flow)
+
+
+_ConfigDumper.add_representer(list, _represent_list)
+
+
+def dump_config(loaded: LoadedConfig) -> str:
+    """The resolved config as YAML: defaults filled, overrides applied."""
+    data = loaded.config.model_dump(mode="json")
+    return yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False, default_flow_style=False, width=100)

@@ -1,0 +1,156 @@
+"""In-memory arrays -> tf.data pipelines that can start at any batch.
+
+Modelled on Keras' own ArrayDataAdapter (vectorised gather of index batches
+from arrays held once), with one change that makes resume exact: the shuffle
+order of pass ``p`` over the data is derived from ``(seed, p)`` with a stateless
+shuffle, so a resumed run sees exactly the batches the uninterrupted run would
+have seen, from any batch on, and every epoch still gets a fresh order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from trainrun.data.arrays import ArraySplit
+
+_FOREVER = 2**62
+
+
+def steps_per_pass(split: ArraySplit, batch_size: int) -> int:
+    return math.ceil(len(split) / batch_size)
+
+
+def _structure(split: ArraySplit) -> tuple:
+    parts: tuple = (split.x,)
+    if split.y is not None:
+        parts += (split.y,)
+        if split.sample_weight is not None:
+            parts += (split.sample_weight,)
+    return parts
+
+
+def batches(
+    split: ArraySplit,
+    *,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    start_batch: int = 0,
+    repeat: bool = False,
+    scale: float | None = None,
+) -> tf.data.Dataset:
+    """Batches of `split`, starting at global batch `start_batch`.
+
+    Global batch g is batch ``g % S`` of pass ``g // S`` (S batches a pass); with
+    ``repeat`` the passes go on for ever, each in its own order.
+    """
+    n = len(split)
+    per_pass = steps_per_pass(split, batch_size)
+    full = n // batch_size
+    partial = n - full * batch_size
+    first_pass, skip = divmod(start_batch, per_pass)
+    seed_t = tf.constant(seed, tf.int64)
+
+    def permutation(p: tf.Tensor) -> tf.Tensor:
+        indices = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            indices = tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([seed_t, p]))
+        return indices
+
+    def batch_indices(indices: tf.Tensor) -> tf.data.Dataset:
+        head = tf.reshape(indices[: full * batch_size], [full, batch_size])
+        ds = tf.data.Dataset.from_tensor_slices(head)
+        if partial:
+            ds = ds.concatenate(tf.data.Dataset.from_tensors(indices[full * batch_size :]))
+        return ds
+
+    last = _FOREVER if repeat else first_pass + 1
+    index_ds = (
+        tf.data.Dataset.range(first_pass, last).map(permutation).prefetch(1).flat_map(batch_indices)
+    )
+    if skip:
+        index_ds = index_ds.skip(skip)
+
+    ds = _gather(split, index_ds, scale)
+    if not repeat:
+        ds = ds.apply(tf.data.experimental.assert_cardinality(per_pass - skip))
+    return ds
+
+
+def _gather(split: ArraySplit, index_ds: tf.data.Dataset, scale: float | None) -> tf.data.Dataset:
+    """Index batches -> data batches, gathered from arrays held once (as Keras does)."""
+    data = tf.data.Dataset.from_tensors(_structure(split)).repeat()
+
+    def grab(i: tf.Tensor, parts: tuple) -> tuple:
+        taken = tf.nest.map_structure(lambda a: tf.gather(a, i, axis=0), parts)
+        if scale is not None:
+            x = tf.nest.map_structure(lambda a: tf.cast(a, tf.float32) / scale, taken[0])
+            taken = (x, *taken[1:])
+        return taken
+
+    ds = tf.data.Dataset.zip((index_ds, data)).map(grab, num_parallel_calls=tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.experimental_optimization.apply_default_optimizations = False
+    options.experimental_deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def scaled(ds: tf.data.Dataset, scale: float | None, reshape: list[int] | None, flatten: bool) -> tf.data.Dataset:
+    """Apply data.scale / reshape / flatten to a user's (x, y, ...) dataset."""
+    if scale is None and not reshape and not flatten:
+        return ds
+
+    def fix(x: tf.Tensor) -> tf.Tensor:
+        if flatten:
+            x = tf.reshape(x, [tf.shape(x)[0], -1])
+        elif reshape:
+            x = tf.reshape(x, [tf.shape(x)[0], *reshape])
+        if scale is not None:
+            x = tf.cast(x, tf.float32) / scale
+        return x
+
+    def apply(*parts):
+        return (tf.nest.map_structure(fix, parts[0]), *parts[1:])
+
+    return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def epoch_batches(
+    split: ArraySplit,
+    *,
+    batch_size: int,
+    epoch_var: tf.Variable,
+    shuffle: bool = False,
+    seed: int = 0,
+    scale: float | None = None,
+) -> tf.data.Dataset:
+    """One epoch of batches whose order is read from `epoch_var` when iterated.
+
+    Keras makes a new iterator each epoch, after the callbacks' on_epoch_begin;
+    trainrun's StateKeeper sets `epoch_var` there, so epoch e is pass e of
+    `batches` without rebuilding the pipeline.
+    """
+    n = len(split)
+    per_pass = steps_per_pass(split, batch_size)
+    full = n // batch_size
+    seed_t = tf.constant(seed, tf.int64)
+
+    def permutation(_: tf.Tensor) -> tf.Tensor:
+        indices = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            indices = tf.random.experimental.stateless_shuffle(
+                indices, seed=tf.stack([seed_t, epoch_var.read_value()])
+            )
+        return indices
+
+    def batch_indices(indices: tf.Tensor) -> tf.data.Dataset:
+        head = tf.reshape(indices[: full * batch_size], [full, batch_size])
+        ds = tf.data.Dataset.from_tensor_slices(head)
+        if n - full * batch_size:
+            ds = ds.concatenate(tf.data.Dataset.from_tensors(indices[full * batch_size :]))
+        return ds
+
+    index_ds = tf.data.Dataset.range(1).map(permutation).flat_map(batch_indices)
+    return _gather(split, index_ds, scale).apply(tf.data.experimental.assert_cardinality(per_pass))

@@ -1,0 +1,187 @@
+"""trainrun's own callbacks, placed around the user's in every run.
+
+Order in the list given to ``fit``::
+
+    LearningRateLogger, <user callbacks, CSVLogger, TensorBoard>, ProgressBridge, StateKeeper
+
+LearningRateLogger runs first at epoch end, so the ``learning_rate`` it logs is
+the rate the epoch trained with (before ReduceLROnPlateau lowers it). StateKeeper
+runs last: at epoch end every other callback has updated its state, and at
+train begin it re-applies restored state after the others have reset theirs.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainrun.console import Reporter
+from trainrun.engine import state as st
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(np.asarray(value))
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def current_lr(optimizer: Any) -> float:
+    return _float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class Interrupted(Exception):  # noqa: N818 - a signal, not a failure
+    """Raised from a callback after state is saved, to leave fit at once."""
+
+
+class LearningRateLogger(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None and self.model.optimizer is not None:
+            logs["learning_rate"] = current_lr(self.model.optimizer)
+
+
+class ProgressBridge(keras.callbacks.Callback):
+    """Feeds the Rich progress display from Keras' batch and epoch hooks."""
+
+    def __init__(self, reporter: Reporter, epochs: int, steps: int | None, start_step: int = 0) -> None:
+        super().__init__()
+        self.reporter = reporter
+        self.epochs = epochs
+        self.steps = steps
+        self.start_step = start_step
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.reporter.begin_epoch(epoch, self.epochs, self.steps, self.start_step)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.reporter.batch(self.start_step + batch + 1, {k: _float(v) for k, v in (logs or {}).items()})
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.start_step = 0
+        self.reporter.end_epoch(epoch, self.epochs, {k: _float(v) for k, v in (logs or {}).items()})
+
+
+class StateKeeper(keras.callbacks.Callback):
+    """Saves what resume needs, at epoch ends and every so often within an epoch."""
+
+    def __init__(
+        self,
+        *,
+        store: st.StateStore | None,
+        callbacks: list[Any],
+        history: list[dict[str, Any]],
+        every: str | int,
+        start_step: int,
+        on_epoch: Callable[[int, dict[str, Any]], None],
+        interrupted: Callable[[], bool],
+        epoch_var: Any = None,
+        extra_meta: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        self.store = store
+        self.callbacks = callbacks
+        self.history = history
+        self.every = every
+        self.start_step = start_step
+        self.on_epoch = on_epoch
+        self.interrupted = interrupted
+        self.epoch_var = epoch_var
+        # Callback state to re-apply after the callbacks' own on_train_begin resets
+        # it (a resumed run, or the second fit call of a mid-epoch resume).
+        self.carry: tuple[list[Any], dict[str, np.ndarray]] | None = None
+        # The epoch-in-progress metric sums of a mid-epoch snapshot.
+        self.pending_metrics: dict[str, np.ndarray] | None = None
+        self.extra_meta = extra_meta or dict
+        self.epoch = 0
+        self.step = start_step
+        self.save_seconds = 0.0
+        self.saves = 0
+        self.train_seconds_since_save = 0.0
+        self._last_save_end = time.perf_counter()
+        self.last_saved: tuple[int, int] | None = None
+        self.saw_nan = False
+
+    # ------------------------------------------------------------ saving
+    def snapshot(self, epoch: int, step: int) -> st.Snapshot:
+        arrays = st.read_variables(self.model)
+        cb_meta, cb_arrays = st.callback_state(self.callbacks)
+        rng_meta, rng_arrays = st.rng_state()
+        arrays.update(cb_arrays)
+        arrays.update(rng_arrays)
+        meta = {"history": self.history, "callbacks": cb_meta, "rng": rng_meta, **self.extra_meta()}
+        return st.Snapshot(epoch, step, arrays, meta)
+
+    def save(self, epoch: int, step: int) -> None:
+        if self.store is None:
+            return
+        t0 = time.perf_counter()
+        self.store.save(self.snapshot(epoch, step))
+        t1 = time.perf_counter()
+        self.save_seconds += t1 - t0
+        self.saves += 1
+        self._last_save_end = t1
+        self.last_saved = (epoch, step)
+
+    def _due(self) -> bool:
+        if self.every == "epoch":
+            return False
+        if isinstance(self.every, int):
+            return self.step % self.every == 0 or self.step - (self.last_saved or (0, 0))[1] >= self.every
+        # 'auto': save when the time trained since the last save is 50x what a save
+        # costs (about 2% overhead), and at least every 60 s.
+        cost = self.save_seconds / self.saves if self.saves else 0.05
+        return time.perf_counter() - self._last_save_end >= max(50 * cost, 1.0) or (
+            time.perf_counter() - self._last_save_end >= 60
+        )
+
+    # ------------------------------------------------------------ hooks
+    def on_train_end(self, logs: dict | None = None) -> None:
+        # Kept for a following fit call (mid-epoch resume runs two).
+        self.carry = st.callback_state(self.callbacks)
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if self.carry is not None:
+            st.set_callback_state(self.callbacks, *self.carry)
+            self.carry = None
+        self._last_save_end = time.perf_counter()
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+        if self.epoch_var is not None:
+            self.epoch_var.assign(epoch)
+        if self.pending_metrics is not None:
+            # Mid-epoch resume: the epoch's running metric sums, after fit reset them.
+            st.assign_variables(self.model, self.pending_metrics, prefixes=("metrics/",))
+            self.pending_metrics = None
+        self.step = self.start_step
+        if self.interrupted():
+            raise Interrupted
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.step = self.start_step + batch + 1
+        loss = _float((logs or {}).get("loss", 0.0))
+        if not math.isfinite(loss):
+            self.saw_nan = True
+            return  # never persist a state that has gone NaN
+        if self.interrupted():
+            self.save(self.epoch, self.step)
+            raise Interrupted
+        if self._due():
+            self.save(self.epoch, self.step)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        row = {"epoch": epoch, **{k: _float(v) for k, v in (logs or {}).items()}}
+        self.history.append(row)
+        self.start_step = 0
+        if math.isfinite(row.get("loss", 0.0)):
+            self.save(epoch + 1, 0)
+        else:
+            self.saw_nan = True
+        self.on_epoch(epoch, row)
+        if self.interrupted():
+            raise Interrupted

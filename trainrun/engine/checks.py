@@ -1,0 +1,161 @@
+"""Cross-checks before training: data shapes vs model inputs, monitors vs logged keys."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trainrun.build.callbacks import callback_specs
+from trainrun.config import LoadedConfig
+from trainrun.data import Data
+from trainrun.data.arrays import ArraySplit
+from trainrun.errors import ConfigError, DataError, did_you_mean
+from trainrun.registry import resolve_callback_class
+
+
+def _shape(s: Any) -> list:
+    return [None if d is None else int(d) for d in s]
+
+
+def _data_x_spec(data: Data) -> Any:
+    """Per-sample input shapes of the training data: a tuple, or a dict of them."""
+    train = data.train
+    if isinstance(train, ArraySplit):
+        return train.input_shapes()
+    spec = train.element_spec
+    x = spec[0] if isinstance(spec, tuple) else spec
+    return tf.nest.map_structure(lambda t: tuple(t.shape[1:]), x)
+
+
+def _compatible(expected: list, got: tuple) -> bool:
+    if len(expected) != len(got):
+        return False
+    return all(e is None or g is None or e == g for e, g in zip(expected, got, strict=True))
+
+
+def check_inputs(loaded: LoadedConfig, model: Any, data: Data) -> None:
+    """Data shapes must fit the model's inputs: caught here with both shapes named."""
+    inputs = getattr(model, "inputs", None)
+    try:
+        inputs = list(inputs) if inputs else []
+    except (AttributeError, ValueError):
+        inputs = []
+    if not inputs:
+        return  # a subclassed or not-yet-built model: Keras builds it from the data
+    x = _data_x_spec(data)
+    src = loaded.config.data
+    how = " after flatten" if src.flatten else (f" after reshape {src.reshape}" if src.reshape else "")
+    if isinstance(x, dict):
+        names = [t.name.split(":")[0] for t in inputs]
+        by_name = {getattr(t, "_keras_history", None) and t._keras_history[0].name or n: t for n, t in zip(names, inputs, strict=True)}
+        for key in x:
+            if key not in by_name:
+                raise DataError(
+                    f"data x has an entry '{key}' but the model has no input of that name"
+                    + did_you_mean(key, by_name) + f"; model inputs are: {', '.join(by_name)}"
+                )
+        missing = [n for n in by_name if n not in x]
+        if missing:
+            raise DataError(f"data x lacks model input(s) {', '.join(missing)}; give x as a mapping of input names to arrays")
+        for key, got in x.items():
+            expected = _shape(by_name[key].shape[1:])
+            if not _compatible(expected, got):
+                raise DataError(
+                    f"model input '{key}' expects samples of shape {expected}, but data x['{key}'] has {list(got)}{how}"
+                )
+        return
+    if len(inputs) > 1:
+        raise DataError(
+            f"the model has {len(inputs)} inputs ({', '.join(t.name for t in inputs)}); give data x as a mapping "
+            "of input names to arrays"
+        )
+    expected = _shape(inputs[0].shape[1:])
+    if not _compatible(expected, tuple(x)):
+        fix = ""
+        if len(x) > 1 and int(np.prod(x)) == int(np.prod([d or 1 for d in expected])) and len(expected) == 1:
+            fix = "; set data.flatten: true"
+        elif len(x) == 1 and len(expected) > 1:
+            fix = f"; set data.reshape: {expected}"
+        elif len(x) == 1 and len(expected) == 1:
+            fix = f"; set the Input shape to [{x[0]}]"
+        raise loaded.error(
+            f"the model's input expects samples of shape {expected}, but the data has shape {list(x)}{how}{fix}",
+            ("model",),
+        )
+
+
+def _first_batch(data: Data, batch_size: int) -> Any:
+    train = data.train
+    if isinstance(train, ArraySplit):
+        part = train.take(min(batch_size, len(train)))
+        x = part.x
+        if data.scale is not None:
+            x = tf.nest.map_structure(lambda a: a.astype("float32") / data.scale, x)
+        batch: tuple = (x,)
+        if part.y is not None:
+            batch += (part.y,)
+            if part.sample_weight is not None:
+                batch += (part.sample_weight,)
+        return batch
+    return next(iter(train.take(1)))
+
+
+def build_and_list_logs(loaded: LoadedConfig, model: Any, data: Data) -> list[str]:
+    """Build model, loss and metrics from one batch; return every key fit will log."""
+    batch = _first_batch(data, loaded.config.fit.batch_size)
+    try:
+        model._symbolic_build(data_batch=batch)  # what Keras' fit does first under a strategy
+    except (ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(
+            f"the data does not fit the model and its loss: {first} "
+            "(check compile.loss against the labels, and the last layer's units)"
+        ) from None
+    keys = list(model.get_metrics_result().keys())
+    if "loss" not in keys:
+        keys.insert(0, "loss")
+    if data.validation is not None:
+        keys += [f"val_{k}" for k in list(keys)]
+    return [*keys, "learning_rate"]
+
+
+def _monitor_of(cls: type, args: dict[str, Any]) -> str | None:
+    if "monitor" in args:
+        return args["monitor"]
+    try:
+        param = inspect.signature(cls).parameters.get("monitor")
+    except (TypeError, ValueError):
+        return None
+    return param.default if param is not None and isinstance(param.default, str) else None
+
+
+def check_monitors(loaded: LoadedConfig, keys: list[str]) -> None:
+    """Every callback's monitor must be a key training will log."""
+    for name, args, path in callback_specs(loaded):
+        cls = resolve_callback_class(name, base_dir=loaded.base_dir)
+        monitor = _monitor_of(cls, args)
+        if monitor is None or monitor in keys:
+            continue
+        hint = ""
+        if monitor.startswith("val_") and monitor[4:] in keys:
+            hint = " (there is no validation data: set data.validation_split or give a validation split)"
+        shown = [k for k in keys if k != "learning_rate"]
+        msg = f"monitor '{monitor}' is not produced{hint}" + (did_you_mean(monitor, shown) if not hint else "")
+        msg += f"; metrics are {', '.join(shown)}"
+        where = (*path, name, "monitor") if "monitor" in args else (*path, name)
+        raise loaded.error(msg, where)
+
+
+def main_monitor(loaded: LoadedConfig, keys: list[str]) -> str:
+    """The value run.json's 'best' follows: the first callback monitor, else val_loss/loss."""
+    for name, args, _ in callback_specs(loaded):
+        try:
+            monitor = _monitor_of(resolve_callback_class(name, base_dir=loaded.base_dir), args)
+        except ConfigError:
+            continue
+        if monitor in keys:
+            return monitor
+    return "val_loss" if "val_loss" in keys else "loss"

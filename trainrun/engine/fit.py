@@ -1,0 +1,152 @@
+"""`trainrun fit` and `trainrun resume`: set up a Session and run the shared path."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from trainrun.config import LoadedConfig, dump_config, load_config, with_seed
+from trainrun.console import Reporter
+from trainrun.engine import runtime
+from trainrun.engine.session import Outcome, Session, run_session
+from trainrun.errors import RunDirError, TrainrunError
+from trainrun.runs.rundir import RunDir, now
+
+
+def _info(session: Session, loaded: LoadedConfig, run: RunDir) -> dict:
+    return {
+        "id": run.id,
+        "status": "running",
+        "error": None,
+        "created": now(),
+        "finished": None,
+        "epochs_done": 0,
+        "epochs": loaded.config.fit.epochs,
+        "best": None,
+        "seed": loaded.config.seed,
+        "devices": session.rt.devices,
+        "versions": runtime.versions(),
+        "config_source": str(Path(loaded.file).resolve()),
+        "command": " ".join(["trainrun", *sys.argv[1:]]),
+        "pid": os.getpid(),
+        "resumes": [],
+        "train_seconds": 0.0,
+    }
+
+
+def _report_start(reporter: Reporter, session: Session, verb: str) -> None:
+    d = session.rt.devices
+    reporter.info(f"[bold]{verb}[/] {session.run.id}  ->  {session.run.path}")
+    reporter.info(
+        f"device {', '.join(d['used'])} ({d['strategy']}, {d['replicas']} replica(s), {d['precision']}); "
+        f"{session.steps_per_epoch or '?'} steps/epoch, {session.spe} per execution, "
+        f"jit_compile={session.rt.jit_compile}"
+    )
+    for note in session.rt.notes:
+        reporter.warn(note)
+
+
+def _finish(reporter: Reporter, session: Session, outcome: Outcome, seconds: float) -> Outcome:
+    title = {
+        "completed": "[green]run completed[/]",
+        "stopped_early": "[green]run stopped early[/]",
+        "interrupted": "[yellow]run interrupted; state saved[/]",
+        "failed": "[red]run failed[/]",
+    }[outcome.status]
+    if outcome.error:
+        reporter.info(f"[red]error:[/] {outcome.error}")
+    reporter.summary(title, session.summary_rows(outcome, seconds))
+    return outcome
+
+
+def fit(
+    config: str | Path,
+    overrides: list[str],
+    *,
+    runs_dir: Path,
+    name: str | None,
+    device: str | None,
+    reporter: Reporter,
+    loaded: LoadedConfig | None = None,
+) -> tuple[Outcome, RunDir]:
+    """Validate, build, train. A config error leaves no run directory behind."""
+    started = time.perf_counter()
+    loaded = loaded or with_seed(load_config(config, overrides, name=name))
+    run = RunDir.create(runs_dir, loaded.config.name)
+    session = Session(loaded, run, reporter, device=device)
+    try:
+        session.prepare()
+    except BaseException:
+        shutil.rmtree(run.path, ignore_errors=True)
+        raise
+    run.write_config(dump_config(loaded))
+    run.write_info(_info(session, loaded, run))
+    reporter.attach_log(run.train_log)
+    try:
+        _report_start(reporter, session, "fit")
+        run.acquire()
+        outcome = run_session(session, fresh=True)
+        return _finish(reporter, session, outcome, time.perf_counter() - started), run
+    finally:
+        run.release()
+        reporter.detach_log()
+
+
+def resume(
+    ref: str | Path,
+    *,
+    runs_dir: Path,
+    epochs: int | None,
+    device: str | None,
+    reporter: Reporter,
+) -> tuple[Outcome, RunDir]:
+    """Continue a run in its own directory from its last saved state."""
+    started = time.perf_counter()
+    run = RunDir.open(ref, runs_dir)
+    info = run.read_info()
+    run.acquire()
+    try:
+        overrides = [f"fit.epochs={epochs}"] if epochs is not None else []
+        loaded = load_config(run.config_file, overrides)
+        if loaded.config.seed is None:
+            raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
+        if epochs is not None and epochs < info.get("epochs_done", 0):
+            raise TrainrunError(
+                f"--epochs {epochs} is below the {info['epochs_done']} epochs this run has done already"
+            )
+        status = info.get("status")
+        done = info.get("epochs_done", 0)
+        if status in ("completed", "stopped_early") and (epochs is None or epochs <= done):
+            raise TrainrunError(
+                f"run {run.id} is {status} after {done} epoch(s); "
+                f"to train further, raise the target: trainrun resume {run.path} --epochs {done + 5}"
+            )
+        session = Session(loaded, run, reporter, device=device, resuming=True)
+        session.prepare()
+        restored = session.restore()
+        if status == "stopped_early" and epochs is not None:
+            session.model.stop_training = False
+        if epochs is not None:
+            run.write_config(dump_config(loaded))
+        reporter.attach_log(run.train_log)
+        _report_start(reporter, session, "resume")
+        where = (
+            f"epoch {session.start_epoch + 1}, step {session.start_step}" if restored else "the start (no saved state)"
+        )
+        reporter.info(f"resuming from {where}")
+        resumes = [*info.get("resumes", []), {
+            "at": now(), "from_epoch": session.start_epoch, "from_step": session.start_step,
+            "previous_status": status, "epochs": loaded.config.fit.epochs,
+        }]
+        run.update_info(status="running", error=None, finished=None, pid=os.getpid(), resumes=resumes,
+                        epochs=loaded.config.fit.epochs, devices=session.rt.devices)
+        outcome = run_session(session, fresh=False)
+        return _finish(reporter, session, outcome, time.perf_counter() - started), run
+    finally:
+        run.release()
+        with contextlib.suppress(Exception):
+            reporter.detach_log()

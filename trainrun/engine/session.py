@@ -1,0 +1,373 @@
+"""One training path for `fit` and `resume`.
+
+A `Session` is built from a validated config and a run directory in stages
+(``prepare`` builds data, model and callbacks and checks they fit together;
+``restore`` loads saved state; ``train`` runs ``model.fit``; ``finish`` writes
+the final model and run.json). `fit` and `resume` differ only in where the run
+directory and the starting point come from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import math
+import os
+import signal
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from trainrun.build.callbacks import build_callbacks
+from trainrun.build.compile import compile_args
+from trainrun.build.model import build_model
+from trainrun.config import LoadedConfig
+from trainrun.console import Reporter, fmt_value
+from trainrun.data import Data, build_data
+from trainrun.data import pipeline as pl
+from trainrun.data.arrays import ArraySplit
+from trainrun.engine import checks, runtime
+from trainrun.engine import state as st
+from trainrun.engine.callbacks import Interrupted, LearningRateLogger, ProgressBridge, StateKeeper
+from trainrun.errors import RunError
+from trainrun.runs.files import write_atomic
+from trainrun.runs.rundir import RunDir, now
+
+MAX_MODES = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou")
+
+
+def monitor_mode(monitor: str) -> str:
+    base = monitor.removeprefix("val_")
+    return "max" if any(base == m or base.endswith(f"_{m}") or m in base for m in MAX_MODES) else "min"
+
+
+@dataclass
+class Outcome:
+    status: str  # completed | stopped_early | interrupted | failed
+    error: str | None = None
+    exit_code: int = 0
+
+
+class InterruptFlag:
+    """SIGINT/SIGTERM -> finish the step, save, exit 130. A second Ctrl-C exits at once."""
+
+    def __init__(self, on_hard_exit: Any) -> None:
+        self.raised = False
+        self.on_hard_exit = on_hard_exit
+        self._old: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.raised
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.raised:
+            with contextlib.suppress(Exception):
+                self.on_hard_exit()
+            os._exit(130)
+        self.raised = True
+
+    def __enter__(self) -> InterruptFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+@dataclass
+class Session:
+    loaded: LoadedConfig
+    run: RunDir
+    reporter: Reporter
+    device: str | None = None
+    resuming: bool = False
+
+    rt: runtime.Runtime | None = None
+    data: Data | None = None
+    model: Any = None
+    callbacks: list[Any] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    steps_per_epoch: int | None = None
+    spe: int = 1
+    start_epoch: int = 0
+    start_step: int = 0
+    snapshot: st.Snapshot | None = None
+    monitor: str = "val_loss"
+    log_keys: list[str] = field(default_factory=list)
+
+    # ------------------------------------------------------------ prepare
+    def prepare(self) -> None:
+        """Build data, model, optimizer and callbacks; check they fit together."""
+        cfg = self.loaded.config
+        self.rt = runtime.setup(self.loaded, device=self.device)
+        self.data = build_data(self.loaded)
+        train = self.data.train
+        if isinstance(train, ArraySplit):
+            if len(train) == 0:
+                raise self.loaded.error("the training data is empty", ("data",))
+            self.steps_per_epoch = cfg.fit.steps_per_epoch or pl.steps_per_pass(train, cfg.fit.batch_size)
+        else:
+            self.steps_per_epoch = cfg.fit.steps_per_epoch or _cardinality(train)
+        self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch)
+        with self.rt.strategy.scope():
+            self.model = build_model(self.loaded)
+            args = compile_args(self.loaded, self.model)
+            self.model.compile(**args, jit_compile=self.rt.jit_compile, steps_per_execution=self.spe)
+            checks.check_inputs(self.loaded, self.model, self.data)
+            self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.data)
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.callbacks = build_callbacks(self.loaded, self.run.path, resuming=self.resuming)
+        checks.check_monitors(self.loaded, self.log_keys)
+        self.monitor = checks.main_monitor(self.loaded, self.log_keys)
+        _atomic_saves(self.model)
+
+    # ------------------------------------------------------------ restore
+    def restore(self) -> bool:
+        """Load the latest saved state, if any. Returns whether there was one."""
+        snap = st.StateStore(self.run.state_dir).load()
+        if snap is None:
+            return False
+        st.assign_variables(self.model, snap.arrays, prefixes=("model/", "optimizer/"))
+        st.set_rng_state(snap.meta.get("rng", {}), snap.arrays)
+        self.history = [row for row in snap.meta.get("history", []) if row["epoch"] < snap.epoch]
+        self.start_epoch, self.start_step = snap.epoch, snap.step
+        self.snapshot = snap
+        _truncate_csv(self.run.history_csv, snap.epoch)
+        return True
+
+    # ------------------------------------------------------------ datasets
+    def _train_data(self, epoch: int, step: int, *, partial: bool, epoch_var: Any) -> tuple[Any, int | None]:
+        """(dataset, steps_per_epoch for fit) starting at (epoch, step)."""
+        cfg = self.loaded.config
+        train = self.data.train
+        if not isinstance(train, ArraySplit):
+            return (train.skip(step) if partial else train), cfg.fit.steps_per_epoch
+        kw = {"batch_size": cfg.fit.batch_size, "shuffle": cfg.fit.shuffle, "seed": cfg.seed or 0, "scale": self.data.scale}
+        if cfg.fit.steps_per_epoch:
+            # Keras semantics: one iterator runs on across epochs.
+            spe_user = cfg.fit.steps_per_epoch
+            ds = pl.batches(train, start_batch=epoch * spe_user + step, repeat=True, **kw)
+            return ds, (spe_user - step) if partial else spe_user
+        if partial:
+            return pl.batches(train, start_batch=epoch * self.steps_per_epoch + step, **kw), None
+        return pl.epoch_batches(train, epoch_var=epoch_var, **kw), None
+
+    def _validation_data(self) -> Any:
+        val = self.data.validation
+        if val is None:
+            return None
+        if isinstance(val, ArraySplit):
+            return pl.batches(val, batch_size=self.loaded.config.fit.batch_size, scale=self.data.scale)
+        return val
+
+    # ------------------------------------------------------------ train
+    def train(self, interrupted: InterruptFlag) -> Outcome:
+        cfg = self.loaded.config
+        epochs = cfg.fit.epochs
+        if self.start_epoch >= epochs:
+            return Outcome("completed")
+        epoch_var = tf.Variable(self.start_epoch, dtype=tf.int64, trainable=False)
+        store = st.StateStore(self.run.state_dir) if cfg.outputs.state and self.rt.is_chief else None
+        keeper = StateKeeper(
+            store=store,
+            callbacks=self.callbacks,
+            history=self.history,
+            every=cfg.outputs.state_every,
+            start_step=self.start_step,
+            on_epoch=self._on_epoch,
+            interrupted=interrupted,
+            epoch_var=epoch_var,
+            extra_meta=lambda: {"monitor": self.monitor},
+        )
+        if self.snapshot is not None:
+            keeper.carry = (self.snapshot.meta.get("callbacks", []), self.snapshot.arrays)
+            if self.start_step:
+                keeper.pending_metrics = self.snapshot.arrays
+        progress = ProgressBridge(self.reporter, epochs, self.steps_per_epoch, self.start_step)
+        all_callbacks = [LearningRateLogger(), *self.callbacks, progress, keeper]
+        validation = self._validation_data()
+        fit_kw = {
+            "validation_data": validation,
+            "validation_steps": cfg.fit.validation_steps,
+            "validation_freq": cfg.fit.validation_freq,
+            "class_weight": {int(k): float(v) for k, v in cfg.fit.class_weight.items()} if cfg.fit.class_weight else None,
+            "callbacks": all_callbacks,
+            "shuffle": False,  # the pipeline shuffles, in an order resume can reproduce
+            "verbose": 0,
+        }
+        self.keeper = keeper
+        self.reporter.start_training(initial_epoch=self.start_epoch, epochs=epochs, steps=self.steps_per_epoch)
+        try:
+            epoch = self.start_epoch
+            if self.start_step:
+                ds, steps = self._train_data(epoch, self.start_step, partial=True, epoch_var=epoch_var)
+                self.model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw)
+                epoch += 1
+                keeper.start_step = progress.start_step = 0
+            if epoch < epochs and not self.model.stop_training:
+                ds, steps = self._train_data(epoch, 0, partial=False, epoch_var=epoch_var)
+                self.model.fit(ds, epochs=epochs, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw)
+        except Interrupted:
+            return Outcome("interrupted", exit_code=130)
+        except KeyboardInterrupt:
+            return Outcome("interrupted", exit_code=130)
+        finally:
+            self.reporter.stop_training()
+        if _nan_stopped(self):
+            return Outcome("failed", error="loss became NaN; training stopped (TerminateOnNaN)", exit_code=1)
+        stopped = len(self.history) and self.history[-1]["epoch"] + 1 < epochs
+        return Outcome("stopped_early" if stopped else "completed")
+
+    def _on_epoch(self, epoch: int, row: dict[str, Any]) -> None:
+        if self.rt.is_chief:
+            self.run.update_info(epochs_done=epoch + 1, best=self.best(), updated=now())
+
+    def best(self) -> dict[str, Any] | None:
+        rows = [r for r in self.history if self.monitor in r and math.isfinite(r[self.monitor])]
+        if not rows:
+            return None
+        pick = max if monitor_mode(self.monitor) == "max" else min
+        row = pick(rows, key=lambda r: r[self.monitor])
+        return {"monitor": self.monitor, "value": row[self.monitor], "epoch": row["epoch"] + 1}
+
+    # ------------------------------------------------------------ finish
+    def save_final_model(self) -> None:
+        if self.loaded.config.outputs.final_model and self.rt.is_chief:
+            self.model.save(str(self.run.model_file))
+
+    def summary_rows(self, outcome: Outcome, seconds: float) -> list[tuple[str, str]]:
+        rows = [("status", outcome.status), ("epochs", f"{len(self.history) and self.history[-1]['epoch'] + 1}/{self.loaded.config.fit.epochs}")]
+        best = self.best()
+        if best:
+            rows.append(("best", f"{best['monitor']} {fmt_value(best['value'])} at epoch {best['epoch']}"))
+        if self.history:
+            last = self.history[-1]
+            rows.append(("last epoch", "  ".join(f"{k} {fmt_value(v)}" for k, v in last.items() if k != "epoch")))
+        rows.append(("time", f"{seconds:.1f}s"))
+        rows.append(("run", str(self.run.path)))
+        if outcome.status in ("interrupted", "failed") and self.loaded.config.outputs.state:
+            rows.append(("resume", f"trainrun resume {self.run.path}"))
+        return rows
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _cardinality(ds: Any) -> int | None:
+    n = int(ds.cardinality().numpy())
+    return n if n > 0 else None
+
+
+def _nan_stopped(session: Session) -> bool:
+    keeper = getattr(session, "keeper", None)
+    return bool(keeper and keeper.saw_nan)
+
+
+def _truncate_csv(path: Path, epochs: int) -> None:
+    """Drop history.csv rows of epochs >= `epochs` (written but not saved in state)."""
+    if not path.is_file():
+        return
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    if "epoch" not in header:
+        return
+    i = header.index("epoch")
+    kept = [r for r in body if r and r[i].isdigit() and int(r[i]) < epochs]
+    if len(kept) == len(body):
+        return
+    import io
+
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(kept)
+    write_atomic(path, buf.getvalue())
+
+
+def _atomic_saves(model: Any) -> None:
+    """Make model.save / save_weights write a temp file and rename it into place.
+
+    Keras writes .keras and .weights.h5 files in place, so a kill during
+    ModelCheckpoint's save would destroy the previous good checkpoint.
+    """
+
+    def wrap(save: Any) -> Any:
+        def atomic(filepath: Any, *args: Any, **kwargs: Any) -> Any:
+            target = Path(str(filepath))
+            tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
+            try:
+                result = save(str(tmp), *args, **kwargs)
+                with open(tmp, "rb") as f:
+                    os.fsync(f.fileno())
+                os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            return result
+
+        return atomic
+
+    object.__setattr__(model, "save", wrap(model.save))
+    object.__setattr__(model, "save_weights", wrap(model.save_weights))
+
+
+def failure_message(exc: BaseException) -> str:
+    """'ValueError: ... (in my_callbacks.py line 12)': the user's frame if there is one."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    user = [
+        f for f in frames
+        if not any(part in f.filename for part in ("site-packages", "dist-packages", "/trainrun/", "<frozen"))
+    ]
+    where = f" (in {Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}{where}"
+
+
+def describe_arrays(arrays: dict[str, np.ndarray]) -> str:
+    return ", ".join(f"{k}{tuple(v.shape)}" for k, v in arrays.items())
+
+
+def run_session(session: Session, *, fresh: bool) -> Outcome:
+    """Train and record the outcome in run.json and train.log. Shared by fit and resume."""
+    run = session.run
+    started = time.perf_counter()
+
+    def mark_interrupted() -> None:
+        run.update_info(status="interrupted", finished=now(), pid=None)
+
+    outcome: Outcome
+    with InterruptFlag(mark_interrupted) as flag:
+        try:
+            outcome = session.train(flag)
+        except RunError as exc:
+            outcome = Outcome("failed", error=exc.message, exit_code=1)
+        except Exception as exc:  # a failure at run time: user code, OOM, bad labels
+            session.reporter.to_log(traceback.format_exc())
+            outcome = Outcome("failed", error=failure_message(exc), exit_code=1)
+    seconds = time.perf_counter() - started
+    if outcome.status in ("completed", "stopped_early"):
+        session.save_final_model()
+    info = run.read_info()
+    run.update_info(
+        status=outcome.status,
+        error=outcome.error,
+        finished=now(),
+        epochs_done=len(session.history) and session.history[-1]["epoch"] + 1,
+        best=session.best(),
+        pid=None,
+        train_seconds=round(info.get("train_seconds", 0.0) + seconds, 3),
+        state_saves=getattr(getattr(session, "keeper", None), "saves", 0),
+        state_seconds=round(getattr(getattr(session, "keeper", None), "save_seconds", 0.0), 3),
+    )
+    return outcome

@@ -1,0 +1,196 @@
+"""Names in a config -> real objects: Keras' own registries, import paths, plugins.
+
+Resolution order for a name:
+
+1. ``module:attr`` -- an import path, with the config's directory first on
+   ``sys.path`` (so ``my_callbacks.py`` beside the YAML just works);
+2. a plugin registered under the ``trainrun.callbacks`` entry-point group
+   (callbacks only);
+3. Keras' own registry: class names and Keras' string aliases through
+   ``keras.<kind>.get`` / ``deserialize``.
+
+Keras is imported inside the functions that need it, never at module level.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import inspect
+import sys
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from trainrun import catalog
+from trainrun.errors import ConfigError, UnknownNameError, did_you_mean
+
+ENTRY_POINT_GROUP = "trainrun.callbacks"
+
+
+def split_component(value: Any) -> tuple[str, dict[str, Any]]:
+    """'Name' or {'Name': {args}} (already normalised by the schema) -> (name, args)."""
+    if isinstance(value, str):
+        return value, {}
+    (name, args), = value.items()
+    return name, dict(args or {})
+
+
+def is_import_path(name: str) -> bool:
+    return ":" in name
+
+
+@contextlib.contextmanager
+def config_dir_on_path(base_dir: str | Path | None) -> Iterator[None]:
+    """Put the config's directory first on sys.path while resolving import paths."""
+    if not base_dir:
+        yield
+        return
+    entry = str(base_dir)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(ValueError):
+            sys.path.remove(entry)
+
+
+def import_object(spec: str, *, base_dir: str | Path | None, what: str, path: str | None = None) -> Any:
+    """Import 'package.module:attr' (attr may be dotted), the config's directory first."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ConfigError(
+            f"'{spec}' is not an import path; write it as module:attr, e.g. my_callbacks:MyCallback",
+            path=path,
+        )
+    with config_dir_on_path(base_dir):
+        try:
+            obj: Any = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                raise ConfigError(
+                    f"cannot import {what} '{spec}': no module named '{exc.name}' "
+                    f"(looked beside the config in {base_dir} and on sys.path)",
+                    path=path,
+                ) from None
+            raise ConfigError(f"cannot import {what} '{spec}': {exc}", path=path) from exc
+        except Exception as exc:
+            raise ConfigError(
+                f"importing module '{module_name}' for {what} '{spec}' failed: "
+                f"{type(exc).__name__}: {exc}",
+                path=path,
+            ) from exc
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            public = [n for n in dir(obj) if not n.startswith("_")]
+            raise ConfigError(
+                f"module '{module_name}' has no attribute '{part}'" + did_you_mean(part, public),
+                path=path,
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+# ---------------------------------------------------------------- callbacks
+
+
+@functools.cache
+def plugin_entry_points() -> dict[str, metadata.EntryPoint]:
+    """Callbacks that installed packages register under 'trainrun.callbacks'."""
+    return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def callback_names() -> list[str]:
+    """Every callback a config can name: Keras' own and plugins'."""
+    return sorted(set(catalog.names("callback")) | set(plugin_entry_points()))
+
+
+def resolve_callback_class(name: str, *, base_dir: str | Path | None, path: str | None = None) -> type:
+    import keras
+
+    if is_import_path(name):
+        cls = import_object(name, base_dir=base_dir, what="callback", path=path)
+    elif name in plugin_entry_points():
+        try:
+            cls = plugin_entry_points()[name].load()
+        except Exception as exc:
+            raise ConfigError(
+                f"loading plugin callback '{name}' failed: {type(exc).__name__}: {exc}", path=path
+            ) from exc
+    else:
+        cls = getattr(keras.callbacks, name, None)
+        if not (inspect.isclass(cls) and name in catalog.names("callback")) and name not in dir(keras.callbacks):
+            cls = None
+        if cls is None:
+            raise UnknownNameError("callback", name, callback_names(), path=path,
+                                   hint="see `trainrun callbacks` for the list, or give an import path module:Class")
+    if not (inspect.isclass(cls) and issubclass(cls, keras.callbacks.Callback)):
+        raise ConfigError(
+            f"'{name}' is not a keras.callbacks.Callback subclass (got {type(cls).__name__} "
+            f"{getattr(cls, '__name__', cls)!r})",
+            path=path,
+        )
+    return cls
+
+
+# ---------------------------------------------------------------- parameters
+
+# Keyword arguments every keras Layer accepts through **kwargs (Layer.__init__).
+_LAYER_KWARGS = ("input_dim", "input_shape", "batch_input_shape", "batch_size", "weights")
+
+
+def accepted_params(target: Any) -> tuple[list[str], bool]:
+    """Parameter names `target` accepts, and whether it takes any keyword at all.
+
+    Follows **kwargs up the class hierarchy, the way Keras classes pass them to
+    their base class.
+    """
+    if not inspect.isclass(target):
+        try:
+            sig = inspect.signature(target)
+        except (TypeError, ValueError):
+            return [], True
+        names = [p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        return names, any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+    names: list[str] = []
+    for klass in target.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        try:
+            sig = inspect.signature(init)
+        except (TypeError, ValueError):
+            return names, True
+        for p in sig.parameters.values():
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in names:
+                names.append(p.name)
+        if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return names, False
+        if klass.__name__ == "Layer" and klass.__module__.startswith("keras"):
+            return names + [k for k in _LAYER_KWARGS if k not in names], False
+    return names, True
+
+
+def check_params(target: Any, args: dict[str, Any], *, what: str, path: str | None = None) -> None:
+    """Unknown keyword -> ConfigError with a suggestion from the real signature."""
+    names, open_ended = accepted_params(target)
+    if open_ended:
+        return
+    for key in args:
+        if key not in names:
+            raise ConfigError(
+                f"unknown parameter '{key}' for {what}"
+                + (did_you_mean(key, names) or f"; it takes: {', '.join(names) or 'no parameters'}"),
+                path=f"{path}.{key}" if path else key,
+            )
+
+
+def instantiate(target: Any, args: dict[str, Any], *, what: str, path: str | None = None) -> Any:
+    """Call `target(**args)` with checked parameters; a bad value becomes a ConfigError."""
+    check_params(target, args, what=what, path=path)
+    try:
+        return target(**args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid arguments for {what}: {exc}", path=path) from exc
