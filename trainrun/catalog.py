@@ -118,7 +118,9 @@ def _parse(module: str) -> ast.Module | None:
 def _params_of(fn: ast.FunctionDef) -> tuple[list[Param], bool]:
     args = fn.args
     positional = args.posonlyargs + args.args
-    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(args.defaults)
+    defaults: list[ast.expr | None] = [None] * (len(positional) - len(args.defaults)) + list(
+        args.defaults
+    )
     params = [
         Param(a.arg, None if d is None else ast.unparse(d), d is None)
         for a, d in zip(positional, defaults, strict=True)

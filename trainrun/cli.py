@@ -27,9 +27,14 @@ app = typer.Typer(
 RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run directories live.")]
 Sets = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a config value: --set fit.epochs=5 (dotted path, list indices allowed)."),
+    typer.Option(
+        "--set",
+        help="Override a config value: --set fit.epochs=5 (dotted path, list indices allowed).",
+    ),
 ]
-Device = Annotated[str | None, typer.Option("--device", help="'cpu' forces the CPU even when a GPU is visible.")]
+Device = Annotated[
+    str | None, typer.Option("--device", help="'cpu' forces the CPU even when a GPU is visible.")
+]
 
 
 def _quiet_tensorflow() -> None:
@@ -53,7 +58,9 @@ def fit(
     config: Annotated[Path, typer.Argument(help="The YAML config.")],
     set_: Sets = None,
     runs_dir: RunsDir = Path("runs"),
-    name: Annotated[str | None, typer.Option("--name", help="Run id prefix (instead of the config's name).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Run id prefix (instead of the config's name).")
+    ] = None,
     device: Device = None,
 ) -> None:
     """Validate a config, build the model and data, train; creates runs/<id>/."""
@@ -68,7 +75,13 @@ def fit(
         from trainrun.engine import fit as engine
 
         outcome, run = engine.fit(
-            config, set_ or [], runs_dir=runs_dir, name=name, device=device, reporter=Reporter(), loaded=loaded
+            config,
+            set_ or [],
+            runs_dir=runs_dir,
+            name=name,
+            device=device,
+            reporter=Reporter(),
+            loaded=loaded,
         )
     except TrainrunError as exc:
         fail(exc)
@@ -81,7 +94,9 @@ def fit(
 @app.command()
 def resume(
     run: Annotated[str, typer.Argument(help="A run directory (runs/<id>) or run id.")],
-    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Raise the target number of epochs.")] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", min=1, help="Raise the target number of epochs.")
+    ] = None,
     runs_dir: RunsDir = Path("runs"),
     device: Device = None,
 ) -> None:
@@ -91,7 +106,9 @@ def resume(
     try:
         from trainrun.engine import fit as engine
 
-        outcome, _ = engine.resume(run, runs_dir=runs_dir, epochs=epochs, device=device, reporter=Reporter())
+        outcome, _ = engine.resume(
+            run, runs_dir=runs_dir, epochs=epochs, device=device, reporter=Reporter()
+        )
     except TrainrunError as exc:
         fail(exc)
     except KeyboardInterrupt:

@@ -7,10 +7,13 @@ what the run printed.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import math
+import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +84,28 @@ class Reporter:
             self.log.close()
             self.log = None
 
+    @contextlib.contextmanager
+    def capture_output(self) -> Iterator[None]:
+        """Copy what user code prints (callbacks, Keras warnings) into train.log.
+
+        The Rich consoles are pinned to the real streams first, so trainrun's own
+        display goes to the terminal only (its lines reach the log through to_log).
+        """
+        if self.log is None:
+            yield
+            return
+        out, err = sys.stdout, sys.stderr
+        pinned = [(c, c._file) for c in (self.console, err_console)]
+        self.console.file = out
+        err_console.file = err
+        sys.stdout, sys.stderr = _Tee(out, self.log), _Tee(err, self.log)
+        try:
+            yield
+        finally:
+            sys.stdout, sys.stderr = out, err
+            for c, f in pinned:
+                c._file = f
+
     def to_log(self, text: str) -> None:
         if self.log:
             self.log.write(text)
@@ -148,13 +173,39 @@ class Reporter:
 
     # ------------------------------------------------------------ summary
     def summary(self, title: str, rows: list[tuple[str, str]]) -> None:
-        table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+        table = Table(
+            title=title, show_header=False, title_justify="left", box=None, padding=(0, 2)
+        )
         table.add_column(style="bold")
         table.add_column()
         for key, value in rows:
             table.add_row(key, value)
         self.console.print(table)
         self.to_log("\n".join([_plain(title), *(f"  {k}: {v}" for k, v in rows)]))
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, stream: Any, log: RunLog) -> None:
+        self.stream = stream
+        self.log = log
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        self.stream.write(text)
+        self._pending += text
+        if "\n" in self._pending:
+            done, _, self._pending = self._pending.rpartition("\n")
+            self.log.write(done)
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
 
 
 def _plain(text: str) -> str:

@@ -61,7 +61,9 @@ class ConfigError(TrainrunError):
         prefix = " ".join(where)
         return f"{prefix}: {self.detail}" if prefix else self.detail
 
-    def locate(self, *, path: str | None = None, file: str | None = None, line: int | None = None) -> ConfigError:
+    def locate(
+        self, *, path: str | None = None, file: str | None = None, line: int | None = None
+    ) -> ConfigError:
         """Fill in location fields that are still unknown, and re-render."""
         self.path = self.path or path
         self.file = self.file or file

@@ -27,7 +27,10 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
         if name not in keras_callbacks:
             known = sorted(set(keras_callbacks) | set(plugin_entry_points()))
             raise UnknownNameError(
-                "callback", name, known, path=format_path(path),
+                "callback",
+                name,
+                known,
+                path=format_path(path),
                 hint="see `trainrun callbacks`, or give an import path module:Class",
             ).locate(file=loaded.file, line=loaded.line_of(path))
         sig = catalog.signature("callback", name)
@@ -37,7 +40,10 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
             if key not in sig.param_names:
                 raise loaded.error(
                     f"unknown parameter '{key}' for callback '{name}'"
-                    + (did_you_mean(key, sig.param_names) or f"; it takes: {', '.join(sig.param_names)}"),
+                    + (
+                        did_you_mean(key, sig.param_names)
+                        or f"; it takes: {', '.join(sig.param_names)}"
+                    ),
                     (*path, name, key),
                 )
         if name == "LearningRateScheduler" and isinstance(args.get("schedule"), dict):
@@ -45,7 +51,8 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
             for kind in sched:
                 if kind not in SCHEDULES:
                     raise loaded.error(
-                        f"unknown schedule '{kind}'" + (did_you_mean(kind, SCHEDULES) or f"; known: {', '.join(SCHEDULES)}"),
+                        f"unknown schedule '{kind}'"
+                        + (did_you_mean(kind, SCHEDULES) or f"; known: {', '.join(SCHEDULES)}"),
                         (*path, name, "schedule", kind),
                     )
 

@@ -34,7 +34,7 @@ def split_component(value: Any) -> tuple[str, dict[str, Any]]:
     """'Name' or {'Name': {args}} (already normalised by the schema) -> (name, args)."""
     if isinstance(value, str):
         return value, {}
-    (name, args), = value.items()
+    ((name, args),) = value.items()
     return name, dict(args or {})
 
 
@@ -57,7 +57,9 @@ def config_dir_on_path(base_dir: str | Path | None) -> Iterator[None]:
             sys.path.remove(entry)
 
 
-def import_object(spec: str, *, base_dir: str | Path | None, what: str, path: str | None = None) -> Any:
+def import_object(
+    spec: str, *, base_dir: str | Path | None, what: str, path: str | None = None
+) -> Any:
     """Import 'package.module:attr' (attr may be dotted), the config's directory first."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
@@ -107,7 +109,9 @@ def callback_names() -> list[str]:
     return sorted(set(catalog.names("callback")) | set(plugin_entry_points()))
 
 
-def resolve_callback_class(name: str, *, base_dir: str | Path | None, path: str | None = None) -> type:
+def resolve_callback_class(
+    name: str, *, base_dir: str | Path | None, path: str | None = None
+) -> type:
     import keras
 
     if is_import_path(name):
@@ -121,11 +125,18 @@ def resolve_callback_class(name: str, *, base_dir: str | Path | None, path: str 
             ) from exc
     else:
         cls = getattr(keras.callbacks, name, None)
-        if not (inspect.isclass(cls) and name in catalog.names("callback")) and name not in dir(keras.callbacks):
+        if not (inspect.isclass(cls) and name in catalog.names("callback")) and name not in dir(
+            keras.callbacks
+        ):
             cls = None
         if cls is None:
-            raise UnknownNameError("callback", name, callback_names(), path=path,
-                                   hint="see `trainrun callbacks` for the list, or give an import path module:Class")
+            raise UnknownNameError(
+                "callback",
+                name,
+                callback_names(),
+                path=path,
+                hint="see `trainrun callbacks` for the list, or give an import path module:Class",
+            )
     if not (inspect.isclass(cls) and issubclass(cls, keras.callbacks.Callback)):
         raise ConfigError(
             f"'{name}' is not a keras.callbacks.Callback subclass (got {type(cls).__name__} "
@@ -152,7 +163,11 @@ def accepted_params(target: Any) -> tuple[list[str], bool]:
             sig = inspect.signature(target)
         except (TypeError, ValueError):
             return [], True
-        names = [p.name for p in sig.parameters.values() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        names = [
+            p.name
+            for p in sig.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
         return names, any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
     names: list[str] = []
     for klass in target.__mro__:
@@ -164,7 +179,11 @@ def accepted_params(target: Any) -> tuple[list[str], bool]:
         except (TypeError, ValueError):
             return names, True
         for p in sig.parameters.values():
-            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and p.name not in names:
+            if (
+                p.name != "self"
+                and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                and p.name not in names
+            ):
                 names.append(p.name)
         if not any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
             return names, False
@@ -182,7 +201,9 @@ def check_params(target: Any, args: dict[str, Any], *, what: str, path: str | No
         if key not in names:
             raise ConfigError(
                 f"unknown parameter '{key}' for {what}"
-                + (did_you_mean(key, names) or f"; it takes: {', '.join(names) or 'no parameters'}"),
+                + (
+                    did_you_mean(key, names) or f"; it takes: {', '.join(names) or 'no parameters'}"
+                ),
                 path=f"{path}.{key}" if path else key,
             )
 

@@ -30,9 +30,14 @@ def show_callbacks(name: str | None, out: Console) -> None:
         out.print(f"  {sig.doc}")
         out.print(f"  source: {sig.module}")
         for p in sig.params:
-            out.print(f"  {p.name:28} {'required' if p.required else 'default ' + str(p.default)}", highlight=False)
+            out.print(
+                f"  {p.name:28} {'required' if p.required else 'default ' + str(p.default)}",
+                highlight=False,
+            )
         return
-    table = Table(title="Callbacks (write them as `- Name: {args}` under callbacks:)", title_justify="left")
+    table = Table(
+        title="Callbacks (write them as `- Name: {args}` under callbacks:)", title_justify="left"
+    )
     table.add_column("name", style="bold")
     table.add_column("parameters (defaults)")
     table.add_column("what it does")
@@ -44,4 +49,6 @@ def show_callbacks(name: str | None, out: Console) -> None:
         if sig is not None:
             table.add_row(cb, _params(sig), sig.doc)
     out.print(table)
-    out.print("Any keras.callbacks.Callback subclass also works by import path: my_module:MyCallback")
+    out.print(
+        "Any keras.callbacks.Callback subclass also works by import path: my_module:MyCallback"
+    )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,7 +77,25 @@ class LoadedConfig:
 
 
 class _SafeLineLoader(yaml.SafeLoader):
-    """SafeLoader: no tags that build Python objects, ever."""
+    """SafeLoader: no tags that build Python objects, ever.
+
+    Also reads 1e-3 and 1.0e12 as floats (YAML 1.2), where plain PyYAML (YAML
+    1.1) would hand a learning rate over as the string '1e-3'.
+    """
+
+
+_SafeLineLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
 
 
 def _compose(text: str, file: str) -> yaml.Node | None:
@@ -152,7 +171,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
         raise ConfigError(f"--set {text}: '{key}' is not a dotted key path like fit.epochs")
     path: KeyPath = tuple(int(p) if p.lstrip("-").isdigit() else p for p in key.split("."))
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = yaml.load(raw, Loader=_SafeLineLoader) if raw.strip() else None  # noqa: S506
     except yaml.YAMLError:
         value = raw
     return path, value
@@ -175,7 +194,11 @@ def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -
             if last:
                 node[key] = value
                 return
-            if isinstance(node[key], str) and isinstance(path[depth + 1], str) and node[key] == path[depth + 1]:
+            if (
+                isinstance(node[key], str)
+                and isinstance(path[depth + 1], str)
+                and node[key] == path[depth + 1]
+            ):
                 node[key] = {node[key]: {}}  # bare 'EarlyStopping' -> {EarlyStopping: {}}
             node = node[key]
         elif isinstance(node, dict):
@@ -194,7 +217,18 @@ def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -
 # ---------------------------------------------------------------- validation
 
 
-_TYPE_LABELS = {"str", "int", "float", "bool", "none", "list", "dict", "is-instance", "constrained-int", "constrained-float"}
+_TYPE_LABELS = {
+    "str",
+    "int",
+    "float",
+    "bool",
+    "none",
+    "list",
+    "dict",
+    "is-instance",
+    "constrained-int",
+    "constrained-float",
+}
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> KeyPath:
@@ -202,7 +236,10 @@ def _clean_loc(loc: tuple[Any, ...]) -> KeyPath:
     return tuple(
         p
         for p in loc
-        if not (isinstance(p, str) and (p in _TYPE_LABELS or "[" in p or p.startswith(("literal", "function-"))))
+        if not (
+            isinstance(p, str)
+            and (p in _TYPE_LABELS or "[" in p or p.startswith(("literal", "function-")))
+        )
     )
 
 
@@ -216,7 +253,9 @@ def _pydantic_error(exc: ValidationError, loaded: LoadedConfig) -> ConfigError:
         known = known_keys(parent)
         where = format_path(parent) or "the top level"
         suggestion = did_you_mean(str(key), known)
-        msg = f"unknown key '{key}'" + (suggestion or (f"; {where} takes: {', '.join(known)}" if known else ""))
+        msg = f"unknown key '{key}'" + (
+            suggestion or (f"; {where} takes: {', '.join(known)}" if known else "")
+        )
         return loaded.error(msg, loc)
     if kind == "missing":
         return loaded.error(f"'{loc[-1]}' is required here", loc)
@@ -280,4 +319,6 @@ _ConfigDumper.add_representer(list, _represent_list)
 def dump_config(loaded: LoadedConfig) -> str:
     """The resolved config as YAML: defaults filled, overrides applied."""
     data = loaded.config.model_dump(mode="json")
-    return yaml.dump(data, Dumper=_ConfigDumper, sort_keys=False, default_flow_style=False, width=100)
+    return yaml.dump(
+        data, Dumper=_ConfigDumper, sort_keys=False, default_flow_style=False, width=100
+    )

@@ -26,7 +26,7 @@ def _check_component(value: Any) -> Any:
                 f"must be one 'Name: {{args}}' entry, got {len(value)} keys ({keys}); "
                 "write each component as its own list item"
             )
-        (name, args), = value.items()
+        ((name, args),) = value.items()
         if not isinstance(name, str):
             raise ValueError(f"name must be a string, got {name!r}")
         if args is not None and not isinstance(args, dict):
@@ -130,7 +130,10 @@ class ModelConfig(Strict):
             k
             for k, present in (
                 ("layers", self.layers is not None),
-                ("inputs/graph/outputs", any(v is not None for v in (self.inputs, self.graph, self.outputs))),
+                (
+                    "inputs/graph/outputs",
+                    any(v is not None for v in (self.inputs, self.graph, self.outputs)),
+                ),
                 ("builder", self.builder is not None),
                 ("path", self.path is not None),
             )

@@ -58,9 +58,14 @@ def build_data(loaded: LoadedConfig) -> Data:
     if cfg.validation_split:
         if validation is not None:
             raise loaded.error(
-                "give either validation_split or a validation split, not both", ("data", "validation_split")
+                "give either validation_split or a validation split, not both",
+                ("data", "validation_split"),
             )
         train, validation = train.split_off(cfg.validation_split)
-    validation = prepare(validation, limit.validation if limit else None, "validation") if validation is not None else None
+    validation = (
+        prepare(validation, limit.validation if limit else None, "validation")
+        if validation is not None
+        else None
+    )
     test = prepare(test, limit.test if limit else None, "test") if test is not None else None
     return Data(train=train, validation=validation, test=test, scale=cfg.scale)

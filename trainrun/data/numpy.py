@@ -27,7 +27,9 @@ def _from_npz(loaded: LoadedConfig, npz: Any, ref: Any, where: tuple, default: s
     if ref is None:
         return None
     if isinstance(ref, dict):
-        return {name: _from_npz(loaded, npz, key, (*where, name), None) for name, key in ref.items()}
+        return {
+            name: _from_npz(loaded, npz, key, (*where, name), None) for name, key in ref.items()
+        }
     if ref.endswith(".npy"):
         return _load_npy(loaded, ref, where)
     if npz is None:
@@ -54,18 +56,25 @@ def load_split(loaded: LoadedConfig, split: Split, name: str) -> ArraySplit:
         if not path.is_file():
             raise loaded.error(f"file not found: {path}", (*where, "path"))
         if path.suffix != ".npz":
-            raise loaded.error(f"{path.name} is not an .npz file; for .npy files give x: and y: paths", (*where, "path"))
+            raise loaded.error(
+                f"{path.name} is not an .npz file; for .npy files give x: and y: paths",
+                (*where, "path"),
+            )
         try:
             npz = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise loaded.error(f"cannot read {path}: {exc}", (*where, "path")) from None
     x = _from_npz(loaded, npz, split.x, (*where, "x"), "x")
-    y = _from_npz(loaded, npz, split.y, (*where, "y"), "y" if npz is not None and "y" in npz.files else None)
+    y = _from_npz(
+        loaded, npz, split.y, (*where, "y"), "y" if npz is not None and "y" in npz.files else None
+    )
     sw = _from_npz(loaded, npz, split.sample_weight, (*where, "sample_weight"), None)
     lengths = {len(a) for a in (list(x.values()) if isinstance(x, dict) else [x])}
     for part in (y, sw):
         if part is not None:
             lengths |= {len(a) for a in (list(part.values()) if isinstance(part, dict) else [part])}
     if len(lengths) > 1:
-        raise loaded.error(f"x, y and sample_weight have different numbers of samples: {sorted(lengths)}", where)
+        raise loaded.error(
+            f"x, y and sample_weight have different numbers of samples: {sorted(lengths)}", where
+        )
     return ArraySplit(x, y, sw)

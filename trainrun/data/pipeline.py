@@ -97,7 +97,9 @@ def _gather(split: ArraySplit, index_ds: tf.data.Dataset, scale: float | None) -
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def scaled(ds: tf.data.Dataset, scale: float | None, reshape: list[int] | None, flatten: bool) -> tf.data.Dataset:
+def scaled(
+    ds: tf.data.Dataset, scale: float | None, reshape: list[int] | None, flatten: bool
+) -> tf.data.Dataset:
     """Apply data.scale / reshape / flatten to a user's (x, y, ...) dataset."""
     if scale is None and not reshape and not flatten:
         return ds

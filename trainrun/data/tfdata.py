@@ -15,13 +15,17 @@ def load_split(loaded: LoadedConfig, split: Split, name: str) -> tf.data.Dataset
     where = ("data", name)
     if split.factory:
         fn = import_object(
-            split.factory, base_dir=loaded.base_dir, what="dataset factory", path=f"data.{name}.factory"
+            split.factory,
+            base_dir=loaded.base_dir,
+            what="dataset factory",
+            path=f"data.{name}.factory",
         )
         try:
             ds = fn(**split.args)
         except Exception as exc:
             raise loaded.error(
-                f"dataset factory '{split.factory}' raised {type(exc).__name__}: {exc}", (*where, "factory")
+                f"dataset factory '{split.factory}' raised {type(exc).__name__}: {exc}",
+                (*where, "factory"),
             ) from exc
         if not isinstance(ds, tf.data.Dataset):
             raise loaded.error(
@@ -51,4 +55,6 @@ def load_split(loaded: LoadedConfig, split: Split, name: str) -> tf.data.Dataset
             "(tf.data.TFRecordDataset(...).map(parse)) instead",
             (*where, "tfrecord"),
         )
-    raise loaded.error("a tfdata split needs 'factory: module:function' (or 'csv' with 'label')", where)
+    raise loaded.error(
+        "a tfdata split needs 'factory: module:function' (or 'csv' with 'label')", where
+    )

@@ -48,7 +48,9 @@ class LearningRateLogger(keras.callbacks.Callback):
 class ProgressBridge(keras.callbacks.Callback):
     """Feeds the Rich progress display from Keras' batch and epoch hooks."""
 
-    def __init__(self, reporter: Reporter, epochs: int, steps: int | None, start_step: int = 0) -> None:
+    def __init__(
+        self, reporter: Reporter, epochs: int, steps: int | None, start_step: int = 0
+    ) -> None:
         super().__init__()
         self.reporter = reporter
         self.epochs = epochs
@@ -59,7 +61,9 @@ class ProgressBridge(keras.callbacks.Callback):
         self.reporter.begin_epoch(epoch, self.epochs, self.steps, self.start_step)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.reporter.batch(self.start_step + batch + 1, {k: _float(v) for k, v in (logs or {}).items()})
+        self.reporter.batch(
+            self.start_step + batch + 1, {k: _float(v) for k, v in (logs or {}).items()}
+        )
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.start_step = 0
@@ -131,7 +135,10 @@ class StateKeeper(keras.callbacks.Callback):
         if self.every == "epoch":
             return False
         if isinstance(self.every, int):
-            return self.step % self.every == 0 or self.step - (self.last_saved or (0, 0))[1] >= self.every
+            return (
+                self.step % self.every == 0
+                or self.step - (self.last_saved or (0, 0))[1] >= self.every
+            )
         # 'auto': save when the time trained since the last save is 50x what a save
         # costs (about 2% overhead), and at least every 60 s.
         cost = self.save_seconds / self.saves if self.saves else 0.05

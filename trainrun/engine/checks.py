@@ -47,19 +47,29 @@ def check_inputs(loaded: LoadedConfig, model: Any, data: Data) -> None:
         return  # a subclassed or not-yet-built model: Keras builds it from the data
     x = _data_x_spec(data)
     src = loaded.config.data
-    how = " after flatten" if src.flatten else (f" after reshape {src.reshape}" if src.reshape else "")
+    how = (
+        " after flatten"
+        if src.flatten
+        else (f" after reshape {src.reshape}" if src.reshape else "")
+    )
     if isinstance(x, dict):
         names = [t.name.split(":")[0] for t in inputs]
-        by_name = {getattr(t, "_keras_history", None) and t._keras_history[0].name or n: t for n, t in zip(names, inputs, strict=True)}
+        by_name = {
+            getattr(t, "_keras_history", None) and t._keras_history[0].name or n: t
+            for n, t in zip(names, inputs, strict=True)
+        }
         for key in x:
             if key not in by_name:
                 raise DataError(
                     f"data x has an entry '{key}' but the model has no input of that name"
-                    + did_you_mean(key, by_name) + f"; model inputs are: {', '.join(by_name)}"
+                    + did_you_mean(key, by_name)
+                    + f"; model inputs are: {', '.join(by_name)}"
                 )
         missing = [n for n in by_name if n not in x]
         if missing:
-            raise DataError(f"data x lacks model input(s) {', '.join(missing)}; give x as a mapping of input names to arrays")
+            raise DataError(
+                f"data x lacks model input(s) {', '.join(missing)}; give x as a mapping of input names to arrays"
+            )
         for key, got in x.items():
             expected = _shape(by_name[key].shape[1:])
             if not _compatible(expected, got):
@@ -75,7 +85,11 @@ def check_inputs(loaded: LoadedConfig, model: Any, data: Data) -> None:
     expected = _shape(inputs[0].shape[1:])
     if not _compatible(expected, tuple(x)):
         fix = ""
-        if len(x) > 1 and int(np.prod(x)) == int(np.prod([d or 1 for d in expected])) and len(expected) == 1:
+        if (
+            len(x) > 1
+            and int(np.prod(x)) == int(np.prod([d or 1 for d in expected]))
+            and len(expected) == 1
+        ):
             fix = "; set data.flatten: true"
         elif len(x) == 1 and len(expected) > 1:
             fix = f"; set data.reshape: {expected}"
@@ -143,7 +157,9 @@ def check_monitors(loaded: LoadedConfig, keys: list[str]) -> None:
         if monitor.startswith("val_") and monitor[4:] in keys:
             hint = " (there is no validation data: set data.validation_split or give a validation split)"
         shown = [k for k in keys if k != "learning_rate"]
-        msg = f"monitor '{monitor}' is not produced{hint}" + (did_you_mean(monitor, shown) if not hint else "")
+        msg = f"monitor '{monitor}' is not produced{hint}" + (
+            did_you_mean(monitor, shown) if not hint else ""
+        )
         msg += f"; metrics are {', '.join(shown)}"
         where = (*path, name, "monitor") if "monitor" in args else (*path, name)
         raise loaded.error(msg, where)

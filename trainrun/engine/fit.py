@@ -135,15 +135,30 @@ def resume(
         reporter.attach_log(run.train_log)
         _report_start(reporter, session, "resume")
         where = (
-            f"epoch {session.start_epoch + 1}, step {session.start_step}" if restored else "the start (no saved state)"
+            f"epoch {session.start_epoch + 1}, step {session.start_step}"
+            if restored
+            else "the start (no saved state)"
         )
         reporter.info(f"resuming from {where}")
-        resumes = [*info.get("resumes", []), {
-            "at": now(), "from_epoch": session.start_epoch, "from_step": session.start_step,
-            "previous_status": status, "epochs": loaded.config.fit.epochs,
-        }]
-        run.update_info(status="running", error=None, finished=None, pid=os.getpid(), resumes=resumes,
-                        epochs=loaded.config.fit.epochs, devices=session.rt.devices)
+        resumes = [
+            *info.get("resumes", []),
+            {
+                "at": now(),
+                "from_epoch": session.start_epoch,
+                "from_step": session.start_step,
+                "previous_status": status,
+                "epochs": loaded.config.fit.epochs,
+            },
+        ]
+        run.update_info(
+            status="running",
+            error=None,
+            finished=None,
+            pid=os.getpid(),
+            resumes=resumes,
+            epochs=loaded.config.fit.epochs,
+            devices=session.rt.devices,
+        )
         outcome = run_session(session, fresh=False)
         return _finish(reporter, session, outcome, time.perf_counter() - started), run
     finally:

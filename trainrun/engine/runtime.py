@@ -27,7 +27,9 @@ class Runtime:
         resolver = getattr(self.strategy, "cluster_resolver", None)
         if resolver is None or not getattr(resolver, "task_type", None):
             return True
-        return resolver.task_type == "chief" or (resolver.task_type == "worker" and resolver.task_id == 0)
+        return resolver.task_type == "chief" or (
+            resolver.task_type == "worker" and resolver.task_id == 0
+        )
 
 
 def versions() -> dict[str, str]:
@@ -69,10 +71,18 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     if jit == "auto":
         # XLA fuses the small ops of dense nets well on CPU and GPU alike; op
         # determinism turns it off anyway, so ask for it only when it can run.
-        jit = not cfg.deterministic and not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        jit = not cfg.deterministic and not isinstance(
+            strategy, tf.distribute.MultiWorkerMirroredStrategy
+        )
     if tf.test.is_built_with_cuda() is False and os.environ.get("NVIDIA_VISIBLE_DEVICES"):
-        notes.append("a GPU may be present but this TensorFlow build has no CUDA: pip install -e '.[gpu]'")
-    used = [d.name for d in tf.config.list_logical_devices()] if strategy.num_replicas_in_sync > 1 else []
+        notes.append(
+            "a GPU may be present but this TensorFlow build has no CUDA: pip install -e '.[gpu]'"
+        )
+    used = (
+        [d.name for d in tf.config.list_logical_devices()]
+        if strategy.num_replicas_in_sync > 1
+        else []
+    )
     devices = {
         "visible": [d.name for d in tf.config.list_logical_devices()],
         "gpus": [g.name for g in gpus],

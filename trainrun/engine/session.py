@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -44,7 +43,9 @@ MAX_MODES = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou")
 
 def monitor_mode(monitor: str) -> str:
     base = monitor.removeprefix("val_")
-    return "max" if any(base == m or base.endswith(f"_{m}") or m in base for m in MAX_MODES) else "min"
+    return (
+        "max" if any(base == m or base.endswith(f"_{m}") or m in base for m in MAX_MODES) else "min"
+    )
 
 
 @dataclass
@@ -113,14 +114,18 @@ class Session:
         if isinstance(train, ArraySplit):
             if len(train) == 0:
                 raise self.loaded.error("the training data is empty", ("data",))
-            self.steps_per_epoch = cfg.fit.steps_per_epoch or pl.steps_per_pass(train, cfg.fit.batch_size)
+            self.steps_per_epoch = cfg.fit.steps_per_epoch or pl.steps_per_pass(
+                train, cfg.fit.batch_size
+            )
         else:
             self.steps_per_epoch = cfg.fit.steps_per_epoch or _cardinality(train)
         self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch)
         with self.rt.strategy.scope():
             self.model = build_model(self.loaded)
             args = compile_args(self.loaded, self.model)
-            self.model.compile(**args, jit_compile=self.rt.jit_compile, steps_per_execution=self.spe)
+            self.model.compile(
+                **args, jit_compile=self.rt.jit_compile, steps_per_execution=self.spe
+            )
             checks.check_inputs(self.loaded, self.model, self.data)
             self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.data)
             self.model.optimizer.build(self.model.trainable_variables)
@@ -144,13 +149,20 @@ class Session:
         return True
 
     # ------------------------------------------------------------ datasets
-    def _train_data(self, epoch: int, step: int, *, partial: bool, epoch_var: Any) -> tuple[Any, int | None]:
+    def _train_data(
+        self, epoch: int, step: int, *, partial: bool, epoch_var: Any
+    ) -> tuple[Any, int | None]:
         """(dataset, steps_per_epoch for fit) starting at (epoch, step)."""
         cfg = self.loaded.config
         train = self.data.train
         if not isinstance(train, ArraySplit):
             return (train.skip(step) if partial else train), cfg.fit.steps_per_epoch
-        kw = {"batch_size": cfg.fit.batch_size, "shuffle": cfg.fit.shuffle, "seed": cfg.seed or 0, "scale": self.data.scale}
+        kw = {
+            "batch_size": cfg.fit.batch_size,
+            "shuffle": cfg.fit.shuffle,
+            "seed": cfg.seed or 0,
+            "scale": self.data.scale,
+        }
         if cfg.fit.steps_per_epoch:
             # Keras semantics: one iterator runs on across epochs.
             spe_user = cfg.fit.steps_per_epoch
@@ -165,7 +177,9 @@ class Session:
         if val is None:
             return None
         if isinstance(val, ArraySplit):
-            return pl.batches(val, batch_size=self.loaded.config.fit.batch_size, scale=self.data.scale)
+            return pl.batches(
+                val, batch_size=self.loaded.config.fit.batch_size, scale=self.data.scale
+            )
         return val
 
     # ------------------------------------------------------------ train
@@ -175,7 +189,9 @@ class Session:
         if self.start_epoch >= epochs:
             return Outcome("completed")
         epoch_var = tf.Variable(self.start_epoch, dtype=tf.int64, trainable=False)
-        store = st.StateStore(self.run.state_dir) if cfg.outputs.state and self.rt.is_chief else None
+        store = (
+            st.StateStore(self.run.state_dir) if cfg.outputs.state and self.rt.is_chief else None
+        )
         keeper = StateKeeper(
             store=store,
             callbacks=self.callbacks,
@@ -198,23 +214,33 @@ class Session:
             "validation_data": validation,
             "validation_steps": cfg.fit.validation_steps,
             "validation_freq": cfg.fit.validation_freq,
-            "class_weight": {int(k): float(v) for k, v in cfg.fit.class_weight.items()} if cfg.fit.class_weight else None,
+            "class_weight": {int(k): float(v) for k, v in cfg.fit.class_weight.items()}
+            if cfg.fit.class_weight
+            else None,
             "callbacks": all_callbacks,
             "shuffle": False,  # the pipeline shuffles, in an order resume can reproduce
             "verbose": 0,
         }
         self.keeper = keeper
-        self.reporter.start_training(initial_epoch=self.start_epoch, epochs=epochs, steps=self.steps_per_epoch)
+        self.reporter.start_training(
+            initial_epoch=self.start_epoch, epochs=epochs, steps=self.steps_per_epoch
+        )
         try:
             epoch = self.start_epoch
             if self.start_step:
-                ds, steps = self._train_data(epoch, self.start_step, partial=True, epoch_var=epoch_var)
-                self.model.fit(ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw)
+                ds, steps = self._train_data(
+                    epoch, self.start_step, partial=True, epoch_var=epoch_var
+                )
+                self.model.fit(
+                    ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw
+                )
                 epoch += 1
                 keeper.start_step = progress.start_step = 0
             if epoch < epochs and not self.model.stop_training:
                 ds, steps = self._train_data(epoch, 0, partial=False, epoch_var=epoch_var)
-                self.model.fit(ds, epochs=epochs, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw)
+                self.model.fit(
+                    ds, epochs=epochs, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw
+                )
         except Interrupted:
             return Outcome("interrupted", exit_code=130)
         except KeyboardInterrupt:
@@ -222,7 +248,9 @@ class Session:
         finally:
             self.reporter.stop_training()
         if _nan_stopped(self):
-            return Outcome("failed", error="loss became NaN; training stopped (TerminateOnNaN)", exit_code=1)
+            return Outcome(
+                "failed", error="loss became NaN; training stopped (TerminateOnNaN)", exit_code=1
+            )
         stopped = len(self.history) and self.history[-1]["epoch"] + 1 < epochs
         return Outcome("stopped_early" if stopped else "completed")
 
@@ -244,13 +272,26 @@ class Session:
             self.model.save(str(self.run.model_file))
 
     def summary_rows(self, outcome: Outcome, seconds: float) -> list[tuple[str, str]]:
-        rows = [("status", outcome.status), ("epochs", f"{len(self.history) and self.history[-1]['epoch'] + 1}/{self.loaded.config.fit.epochs}")]
+        rows = [
+            ("status", outcome.status),
+            (
+                "epochs",
+                f"{len(self.history) and self.history[-1]['epoch'] + 1}/{self.loaded.config.fit.epochs}",
+            ),
+        ]
         best = self.best()
         if best:
-            rows.append(("best", f"{best['monitor']} {fmt_value(best['value'])} at epoch {best['epoch']}"))
+            rows.append(
+                ("best", f"{best['monitor']} {fmt_value(best['value'])} at epoch {best['epoch']}")
+            )
         if self.history:
             last = self.history[-1]
-            rows.append(("last epoch", "  ".join(f"{k} {fmt_value(v)}" for k, v in last.items() if k != "epoch")))
+            rows.append(
+                (
+                    "last epoch",
+                    "  ".join(f"{k} {fmt_value(v)}" for k, v in last.items() if k != "epoch"),
+                )
+            )
         rows.append(("time", f"{seconds:.1f}s"))
         rows.append(("run", str(self.run.path)))
         if outcome.status in ("interrupted", "failed") and self.loaded.config.outputs.state:
@@ -326,8 +367,12 @@ def failure_message(exc: BaseException) -> str:
     """'ValueError: ... (in my_callbacks.py line 12)': the user's frame if there is one."""
     frames = traceback.extract_tb(exc.__traceback__)
     user = [
-        f for f in frames
-        if not any(part in f.filename for part in ("site-packages", "dist-packages", "/trainrun/", "<frozen"))
+        f
+        for f in frames
+        if not any(
+            part in f.filename
+            for part in ("site-packages", "dist-packages", "/trainrun/", "<frozen")
+        )
     ]
     where = f" (in {Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
@@ -347,7 +392,7 @@ def run_session(session: Session, *, fresh: bool) -> Outcome:
         run.update_info(status="interrupted", finished=now(), pid=None)
 
     outcome: Outcome
-    with InterruptFlag(mark_interrupted) as flag:
+    with InterruptFlag(mark_interrupted) as flag, session.reporter.capture_output():
         try:
             outcome = session.train(flag)
         except RunError as exc:

@@ -52,7 +52,9 @@ class StateStore:
     def _complete(self) -> list[Path]:
         if not self.dir.is_dir():
             return []
-        return sorted(p for p in self.dir.glob("ckpt-*") if (p / META).is_file() and (p / ARRAYS).is_file())
+        return sorted(
+            p for p in self.dir.glob("ckpt-*") if (p / META).is_file() and (p / ARRAYS).is_file()
+        )
 
     def save(self, snap: Snapshot) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +69,9 @@ class StateStore:
             f.flush()
             os.fsync(f.fileno())
         meta = {"epoch": snap.epoch, "step": snap.step, **snap.meta}
-        write_atomic(target / META, json.dumps(meta, allow_nan=True))  # written last: marks complete
+        write_atomic(
+            target / META, json.dumps(meta, allow_nan=True)
+        )  # written last: marks complete
         fsync_dir(self.dir)
         write_atomic(self.dir / "LATEST", target.name)
         for old in self.dir.glob("ckpt-*"):
@@ -110,10 +114,15 @@ def training_variables(model: Any) -> dict[str, Any]:
 
 
 def read_variables(model: Any) -> dict[str, np.ndarray]:
-    return {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in training_variables(model).items()}
+    return {
+        k: np.asarray(v.numpy() if hasattr(v, "numpy") else v)
+        for k, v in training_variables(model).items()
+    }
 
 
-def assign_variables(model: Any, arrays: dict[str, np.ndarray], *, prefixes: tuple[str, ...]) -> None:
+def assign_variables(
+    model: Any, arrays: dict[str, np.ndarray], *, prefixes: tuple[str, ...]
+) -> None:
     variables = training_variables(model)
     for key, var in variables.items():
         if not key.startswith(prefixes):
@@ -137,7 +146,10 @@ def assign_variables(model: Any, arrays: dict[str, np.ndarray], *, prefixes: tup
 def rng_state() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     py = random.getstate()
-    meta = {"python": [py[0], list(py[1]), py[2]], "numpy": [kind, int(pos), int(has_gauss), float(cached)]}
+    meta = {
+        "python": [py[0], list(py[1]), py[2]],
+        "numpy": [kind, int(pos), int(has_gauss), float(cached)],
+    }
     return meta, {"rng/numpy": keys}
 
 
@@ -156,7 +168,12 @@ def set_rng_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
 CALLBACK_ATTRS: dict[str, tuple[str, ...]] = {
     "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch", "best_weights"),
     "ReduceLROnPlateau": ("wait", "cooldown_counter", "best"),
-    "ModelCheckpoint": ("best", "_last_batch_seen", "_batches_seen_since_last_saving", "_current_epoch"),
+    "ModelCheckpoint": (
+        "best",
+        "_last_batch_seen",
+        "_batches_seen_since_last_saving",
+        "_current_epoch",
+    ),
     "TensorBoard": ("_global_train_batch",),
 }
 
@@ -184,8 +201,10 @@ def callback_state(callbacks: list[Any]) -> tuple[list[Any], dict[str, np.ndarra
                         arrays[f"callbacks/{i}/best_weights/{j}"] = np.asarray(w)
                 entry["best_weights"] = None if value is None else len(value)
             else:
-                entry[attr] = value.item() if isinstance(value, np.generic) else (
-                    float(value) if hasattr(value, "numpy") else value
+                entry[attr] = (
+                    value.item()
+                    if isinstance(value, np.generic)
+                    else (float(value) if hasattr(value, "numpy") else value)
                 )
         if callable(getattr(cb, "get_state", None)):
             entry["custom"] = cb.get_state()
@@ -193,7 +212,9 @@ def callback_state(callbacks: list[Any]) -> tuple[list[Any], dict[str, np.ndarra
     return metas, arrays
 
 
-def set_callback_state(callbacks: list[Any], metas: list[Any], arrays: dict[str, np.ndarray]) -> None:
+def set_callback_state(
+    callbacks: list[Any], metas: list[Any], arrays: dict[str, np.ndarray]
+) -> None:
     for i, (cb, entry) in enumerate(zip(callbacks, metas, strict=False)):
         if entry.get("class") != type(cb).__name__:
             continue  # the callback list changed; leave this one fresh
@@ -202,7 +223,9 @@ def set_callback_state(callbacks: list[Any], metas: list[Any], arrays: dict[str,
                 continue
             if attr == "best_weights":
                 if value is not None:
-                    setattr(cb, attr, [arrays[f"callbacks/{i}/best_weights/{j}"] for j in range(value)])
+                    setattr(
+                        cb, attr, [arrays[f"callbacks/{i}/best_weights/{j}"] for j in range(value)]
+                    )
                 continue
             setattr(cb, attr, value)
         if "custom" in entry and callable(getattr(cb, "set_state", None)):

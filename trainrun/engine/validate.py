@@ -21,5 +21,7 @@ def validate(loaded: LoadedConfig) -> str:
         session.model.summary(print_fn=lambda line, **_: buf.write(line + "\n"))
         keys = ", ".join(k for k in session.log_keys if k != "learning_rate")
         buf.write(f"training will log: {keys}\n")
-        buf.write(f"steps per epoch: {session.steps_per_epoch}, steps per execution: {session.spe}\n")
+        buf.write(
+            f"steps per epoch: {session.steps_per_epoch}, steps per execution: {session.spe}\n"
+        )
         return buf.getvalue()

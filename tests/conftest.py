@@ -1,0 +1,79 @@
+"""Shared fixtures: the CLI as a user runs it, MNIST from shared data, small slices."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIGS = ROOT / "configs"
+
+# Small slices keep a training test to a few seconds.
+SMALL = ["--set", "data.limit.train=2000", "--set", "fit.epochs=2"]
+
+
+def data_dir() -> str | None:
+    if os.environ.get("TRAINRUN_DATA_DIR"):
+        return os.environ["TRAINRUN_DATA_DIR"]
+    candidate = ROOT.parent / "shared" / "data"
+    return str(candidate) if (candidate / "mnist.npz").is_file() else None
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _mnist_env() -> None:
+    found = data_dir()
+    if found:
+        os.environ["TRAINRUN_DATA_DIR"] = found
+
+
+def cli(
+    *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
+) -> subprocess.CompletedProcess:
+    """Run `trainrun ARGS` in a subprocess, as a user would, from this checkout."""
+    full_env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    full_env.setdefault("COLUMNS", "200")
+    if env:
+        full_env.update(env)
+    return subprocess.run(
+        [sys.executable, "-m", "trainrun", *map(str, args)],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def only_run(runs_dir: Path) -> Path:
+    runs = [p for p in Path(runs_dir).iterdir() if p.is_dir()]
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def run_info(run: Path) -> dict:
+    return json.loads((run / "run.json").read_text())
+
+
+def read_history(run: Path) -> list[dict[str, str]]:
+    import csv
+
+    with (run / "history.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def assert_clean_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> None:
+    """Exit code, one 'error:' message, no traceback, and each needle in the message."""
+    out = result.stdout + result.stderr
+    assert result.returncode == code, out
+    assert "Traceback" not in out, out
+    assert "error:" in result.stderr, out
+    for needle in needles:
+        assert needle in out, f"{needle!r} not in:\n{out}"

@@ -1,0 +1,53 @@
+"""The fast paths of the CLI: --help, callbacks, config errors, all without TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+from conftest import ROOT, assert_clean_error, cli
+
+
+def test_cli_import_does_not_pull_in_tensorflow():
+    code = "import sys, trainrun.cli, trainrun.precheck, trainrun.commands.callbacks; print(any(m in sys.modules for m in ('tensorflow', 'keras')))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+def test_help_lists_commands():
+    r = cli("--help")
+    assert r.returncode == 0
+    for command in ("fit", "resume", "validate", "callbacks"):
+        assert command in r.stdout
+
+
+def test_callbacks_lists_keras_callbacks_with_defaults():
+    r = cli("callbacks")
+    assert r.returncode == 0, r.stderr
+    assert "EarlyStopping" in r.stdout and "patience=0" in r.stdout
+    assert "ReduceLROnPlateau" in r.stdout
+
+
+def test_callbacks_one_name_and_typo():
+    r = cli("callbacks", "EarlyStopping")
+    assert r.returncode == 0 and "restore_best_weights=False" in r.stdout
+    assert_clean_error(cli("callbacks", "EarlyStoping"), "did you mean 'EarlyStopping'")
+
+
+def test_config_error_is_fast_and_clean(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {layers: [{Input: {shape: [4]}}, {Dense: {units: 1}}]}\n"
+        "compile: {loss: mse}\n"
+        "callbacks:\n  - EarlyStopping: {patiance: 2}\n"
+    )
+    t0 = time.perf_counter()
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs")
+    assert time.perf_counter() - t0 < 10  # no TensorFlow import: well under TF's start-up
+    assert_clean_error(
+        r, "callbacks[0].EarlyStopping.patiance", "line 4", "did you mean 'patience'?"
+    )
+    assert not (tmp_path / "runs").exists()

@@ -1,0 +1,134 @@
+"""Config loading, validation, --set overrides and the resolved config. No Keras here."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import yaml
+
+from trainrun.config import dump_config, load_config, with_seed
+from trainrun.errors import ConfigError
+
+MINIMAL = """\
+name: t
+model:
+  layers:
+    - Input: {shape: [4]}
+    - Dense: {units: 2}
+compile:
+  loss: mse
+callbacks:
+  - EarlyStopping: {monitor: loss, patience: 1}
+  - TerminateOnNaN
+"""
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text(MINIMAL)
+    return path
+
+
+def test_defaults_are_filled_and_typed(cfg):
+    loaded = load_config(cfg)
+    c = loaded.config
+    assert c.fit.epochs == 1 and c.fit.batch_size == 32
+    assert c.compile.optimizer == "rmsprop"
+    assert c.callbacks[1] == "TerminateOnNaN"
+    assert c.callbacks[0] == {"EarlyStopping": {"monitor": "loss", "patience": 1}}
+    assert c.base_dir == str(cfg.parent.resolve())
+
+
+def test_unknown_key_names_path_line_and_suggestion(cfg, tmp_path):
+    cfg.write_text(
+        MINIMAL.replace("compile:\n  loss: mse", "compile:\n  loss: mse\n  optimiser: adam")
+    )
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg)
+    msg = str(e.value)
+    assert "compile.optimiser" in msg and "line 8" in msg and "did you mean 'optimizer'" in msg
+
+
+@pytest.mark.parametrize(
+    ("override", "check"),
+    [
+        ("fit.epochs=5", lambda c: c.fit.epochs == 5),
+        ("compile.optimizer=adam", lambda c: c.compile.optimizer == "adam"),
+        (
+            "callbacks.0.EarlyStopping.patience=5",
+            lambda c: c.callbacks[0]["EarlyStopping"]["patience"] == 5,
+        ),
+        (
+            "callbacks.1.TerminateOnNaN.raise_error=true",
+            lambda c: c.callbacks[1] == {"TerminateOnNaN": {"raise_error": True}},
+        ),
+        ("fit.class_weight={0: 1.0, 1: 2.5}", lambda c: c.fit.class_weight == {0: 1.0, 1: 2.5}),
+        ("data.validation_split=0.1", lambda c: c.data.validation_split == 0.1),
+    ],
+)
+def test_set_overrides(cfg, override, check):
+    assert check(load_config(cfg, [override]).config)
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("callbacks.5.EarlyStopping.patience=1", "index 5 is out of range; callbacks has 2 items"),
+        ("fit.epoch=3", "unknown key 'epoch'; did you mean 'epochs'?"),
+        ("fit.epochs=0", "fit.epochs"),
+        ("fitepochs", "expected KEY=VALUE"),
+        ("compile.loss.x=1", "single value"),
+    ],
+)
+def test_bad_set_overrides(cfg, override, needle):
+    with pytest.raises(ConfigError) as e:
+        load_config(cfg, [override])
+    assert needle in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("", "the config is empty"),
+        ("- a\n- b\n", "top level of a config must be a mapping"),
+        ("model: {layers: [Dense\n", "YAML syntax error"),
+        ("model: !!python/object/apply:os.system ['echo hi']\n", "no !!python tags"),
+        ("model: {}\n", "describe the model"),
+        ("model: {layers: [Dense]}\nfit: {batch_size: -1}\n", "fit.batch_size"),
+        ("model: {layers: [Dense]}\ndata: {validation_split: 1.5}\n", "data.validation_split"),
+        ("model: {layers: [Dense]}\nprecision: float64\n", "precision"),
+        ("model: {layers: [Dense]}\nfit: {class_weight: {a: 1}}\n", "fit.class_weight"),
+        ("model: {layers: [Dense]}\ncallbacks: [{A: 1, B: 2}]\n", "one 'Name: {args}' entry"),
+    ],
+)
+def test_bad_files(tmp_path, text, needle):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert needle in str(e.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_seed_is_chosen_and_written_back(cfg):
+    loaded = with_seed(load_config(cfg))
+    assert isinstance(loaded.config.seed, int)
+    assert yaml.safe_load(dump_config(loaded))["seed"] == loaded.config.seed
+
+
+def test_resolved_config_reproduces(cfg, tmp_path):
+    loaded = with_seed(load_config(cfg, ["fit.epochs=3"]))
+    out = tmp_path / "resolved.yaml"
+    out.write_text(dump_config(loaded))
+    again = load_config(out)
+    assert again.config == loaded.config
+
+
+def test_no_tensorflow_imported():
+    assert "tensorflow" not in sys.modules or pytest.skip("another test imported TensorFlow first")

@@ -1,0 +1,256 @@
+"""`trainrun fit` end to end through the CLI, checked through the files it writes."""
+
+from __future__ import annotations
+
+import csv
+import re
+import textwrap
+
+import numpy as np
+import pytest
+import yaml
+from conftest import CONFIGS, SMALL, assert_clean_error, cli, only_run, read_history, run_info
+
+pytestmark = pytest.mark.slow
+
+
+def fit(config, tmp_path, *extra):
+    runs = tmp_path / "runs"
+    r = cli("fit", config, "--runs-dir", runs, *SMALL, *extra)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return only_run(runs), r
+
+
+def test_mnist_mlp_run_directory(tmp_path):
+    run, r = fit(CONFIGS / "mnist_mlp.yaml", tmp_path)
+    assert re.fullmatch(r"mnist-mlp-\d{8}-\d{6}-[0-9a-f]{4}", run.name)
+    assert str(run) in r.stdout
+    for name in (
+        "config.yaml",
+        "run.json",
+        "history.csv",
+        "model.keras",
+        "train.log",
+        "state",
+        "tensorboard",
+    ):
+        assert (run / name).exists(), name
+    info = run_info(run)
+    assert info["status"] == "completed" and info["epochs_done"] == 2 and info["error"] is None
+    assert info["seed"] == 1 and set(info["versions"]) == {
+        "python",
+        "tensorflow",
+        "keras",
+        "trainrun",
+    }
+    assert info["best"]["monitor"] == "val_loss" and info["best"]["epoch"] in (1, 2)
+    rows = read_history(run)
+    assert [row["epoch"] for row in rows] == ["0", "1"]
+    assert {"loss", "val_loss", "sparse_categorical_accuracy", "learning_rate"} <= set(rows[0])
+    assert float(rows[1]["val_sparse_categorical_accuracy"]) > 0.8
+    for split in ("train", "validation"):
+        assert list((run / "tensorboard" / split).glob("events.out.tfevents.*")), split
+    assert "epoch 2/2" in (run / "train.log").read_text()
+
+
+def test_resolved_config_reproduces_the_run(tmp_path):
+    run, _ = fit(
+        CONFIGS / "mnist_mlp.yaml", tmp_path, "--set", "deterministic=true", "--name", "first"
+    )
+    resolved = yaml.safe_load((run / "config.yaml").read_text())
+    assert resolved["fit"]["epochs"] == 2 and resolved["data"]["limit"]["train"] == 2000
+    again = tmp_path / "again"
+    r = cli("fit", run / "config.yaml", "--runs-dir", again)
+    assert r.returncode == 0, r.stderr
+    assert read_history(only_run(again)) == read_history(run)
+
+
+def test_seed_chosen_when_omitted(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    text = (CONFIGS / "mnist_mlp.yaml").read_text().replace("seed: 1\n", "")
+    cfg.write_text(text)
+    run, _ = fit(cfg, tmp_path, "--set", "fit.epochs=1")
+    seed = run_info(run)["seed"]
+    assert isinstance(seed, int)
+    assert yaml.safe_load((run / "config.yaml").read_text())["seed"] == seed
+
+
+def test_final_model_loads_and_matches(tmp_path):
+    run, _ = fit(CONFIGS / "mnist_mlp.yaml", tmp_path)
+    import keras
+
+    model = keras.saving.load_model(run / "model.keras")
+    assert model.output_shape == (None, 10)
+
+
+def test_outputs_can_be_turned_off(tmp_path):
+    run, _ = fit(
+        CONFIGS / "mnist_mlp.yaml",
+        tmp_path,
+        "--set",
+        "outputs.tensorboard=false",
+        "--set",
+        "outputs.final_model=false",
+        "--set",
+        "outputs.history=false",
+    )
+    assert not (run / "tensorboard").exists() and not (run / "model.keras").exists()
+    assert not (run / "history.csv").exists()
+
+
+def test_numpy_source_npz_npy_sample_weight(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.random((300, 8), dtype=np.float32)
+    y = (x.sum(axis=1) > 4).astype("int64")
+    np.savez(tmp_path / "train.npz", features=x, labels=y, w=np.ones(300, dtype="float32"))
+    np.save(tmp_path / "vx.npy", x[:50])
+    np.save(tmp_path / "vy.npy", y[:50])
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        textwrap.dedent("""\
+        name: np
+        seed: 3
+        data:
+          source: numpy
+          train: {path: train.npz, x: features, y: labels, sample_weight: w}
+          validation: {x: vx.npy, y: vy.npy}
+        model:
+          layers: [{Input: {shape: [8]}}, {Dense: {units: 2, activation: softmax}}]
+        compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+        fit: {epochs: 2, batch_size: 32}
+    """)
+    )
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs")
+    assert r.returncode == 0, r.stderr
+    rows = read_history(only_run(tmp_path / "runs"))
+    assert len(rows) == 2 and "val_accuracy" in rows[0]
+
+
+def test_missing_npz_key_lists_keys(tmp_path):
+    np.savez(tmp_path / "train.npz", a=np.zeros((4, 2)), b=np.zeros(4))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "data: {source: numpy, train: {path: train.npz, x: features, y: b}}\n"
+        "model: {layers: [{Input: {shape: [2]}}, {Dense: {units: 1}}]}\ncompile: {loss: mse}\n"
+    )
+    assert_clean_error(
+        cli("fit", cfg, "--runs-dir", tmp_path / "runs"),
+        "data.train.x",
+        "'features'",
+        "it has: a, b",
+    )
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_functional_builder_and_path_models(tmp_path):
+    (tmp_path / "builders.py").write_text(
+        textwrap.dedent("""\
+        import keras
+
+        def mlp(units=16):
+            inputs = keras.Input(shape=(784,))
+            x = keras.layers.Dense(units, activation="relu")(inputs)
+            return keras.Model(inputs, keras.layers.Dense(10, activation="softmax")(x))
+    """)
+    )
+    base = (
+        "seed: 1\ndata: {source: mnist, flatten: true, scale: 255.0, validation_split: 0.2}\n"
+        "compile: {loss: sparse_categorical_crossentropy, metrics: [accuracy]}\n"
+    )
+    (tmp_path / "builder.yaml").write_text(
+        "name: b\n" + base + "model: {builder: {factory: 'builders:mlp', args: {units: 8}}}\n"
+    )
+    run, _ = fit(tmp_path / "builder.yaml", tmp_path)
+    (tmp_path / "path.yaml").write_text(f"name: p\n{base}model: {{path: {run / 'model.keras'}}}\n")
+    r = cli("fit", tmp_path / "path.yaml", "--runs-dir", tmp_path / "runs2", *SMALL)
+    assert r.returncode == 0, r.stderr
+    assert len(read_history(only_run(tmp_path / "runs2"))) == 2
+
+
+def test_plugin_callback_from_entry_point(tmp_path):
+    site = tmp_path / "site"
+    (site / "myplugin").mkdir(parents=True)
+    (site / "myplugin" / "__init__.py").write_text(
+        textwrap.dedent("""\
+        import keras
+
+        class Marker(keras.callbacks.Callback):
+            def __init__(self, path):
+                super().__init__()
+                self.path = path
+            def on_train_end(self, logs=None):
+                open(self.path, "w").write("done")
+    """)
+    )
+    dist = site / "myplugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[trainrun.callbacks]\nMarker = myplugin:Marker\n")
+    marker = tmp_path / "marker.txt"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        (CONFIGS / "mnist_mlp.yaml").read_text() + f"callbacks:\n  - Marker: {{path: {marker}}}\n"
+    )
+    import os
+
+    env = {
+        "PYTHONPATH": os.pathsep.join(
+            [str(site), os.environ.get("PYTHONPATH", ""), str(CONFIGS.parent)]
+        )
+    }
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs", *SMALL, env=env)
+    assert r.returncode == 0, r.stderr
+    assert marker.read_text() == "done"
+    assert "Marker" in cli("callbacks", env=env).stdout
+
+
+def test_user_callback_exception_marks_run_failed(tmp_path):
+    (tmp_path / "bad_cb.py").write_text(
+        textwrap.dedent("""\
+        import keras
+
+        class Boom(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                raise RuntimeError("boom at epoch %d" % epoch)
+    """)
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((CONFIGS / "mnist_mlp.yaml").read_text() + "callbacks:\n  - bad_cb:Boom\n")
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs", *SMALL)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    assert "boom at epoch 0" in r.stdout and "bad_cb.py" in r.stdout
+    run = only_run(tmp_path / "runs")
+    info = run_info(run)
+    assert info["status"] == "failed" and "boom at epoch 0" in info["error"]
+    assert "Traceback" in (run / "train.log").read_text()
+
+
+def test_terminate_on_nan_fails_run_and_keeps_good_state(tmp_path):
+    r = cli(
+        "fit",
+        CONFIGS / "terminate_on_nan.yaml",
+        "--runs-dir",
+        tmp_path / "runs",
+        *SMALL,
+        "--set",
+        "compile.optimizer={SGD: {learning_rate: 1.0e12}}",
+        "--set",
+        "fit.epochs=3",
+    )
+    assert r.returncode == 1, r.stdout + r.stderr
+    run = only_run(tmp_path / "runs")
+    info = run_info(run)
+    assert info["status"] == "failed" and "NaN" in info["error"]
+    # No NaN state is ever saved: whatever resume state exists is finite.
+    for npz in (run / "state").glob("ckpt-*/arrays.npz"):
+        with np.load(npz) as f:
+            assert all(np.isfinite(f[k]).all() for k in f.files if f[k].dtype.kind == "f")
+
+
+def test_history_columns_are_numbers(tmp_path):
+    run, _ = fit(CONFIGS / "reduce_lr.yaml", tmp_path)
+    with (run / "history.csv").open() as f:
+        for row in csv.DictReader(f):
+            for value in row.values():
+                float(value)
