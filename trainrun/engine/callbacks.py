@@ -84,6 +84,7 @@ class StateKeeper(keras.callbacks.Callback):
         on_epoch: Callable[[int, dict[str, Any]], None],
         interrupted: Callable[[], bool],
         epoch_var: Any = None,
+        steps_per_epoch: int | None = None,
         extra_meta: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
@@ -95,6 +96,7 @@ class StateKeeper(keras.callbacks.Callback):
         self.on_epoch = on_epoch
         self.interrupted = interrupted
         self.epoch_var = epoch_var
+        self.steps_per_epoch = steps_per_epoch
         # Callback state to re-apply after the callbacks' own on_train_begin resets
         # it (a resumed run, or the second fit call of a mid-epoch resume).
         self.carry: tuple[list[Any], dict[str, np.ndarray]] | None = None
@@ -108,6 +110,7 @@ class StateKeeper(keras.callbacks.Callback):
         self.train_seconds_since_save = 0.0
         self._last_save_end = time.perf_counter()
         self.last_saved: tuple[int, int] | None = None
+        self._saved_step = start_step
         self.saw_nan = False
 
     # ------------------------------------------------------------ saving
@@ -129,6 +132,7 @@ class StateKeeper(keras.callbacks.Callback):
         self.save_seconds += t1 - t0
         self.saves += 1
         self._last_save_end = t1
+        self._saved_step = step
         self.last_saved = (epoch, step)
 
     def _due(self) -> bool:
@@ -165,7 +169,7 @@ class StateKeeper(keras.callbacks.Callback):
             # Mid-epoch resume: the epoch's running metric sums, after fit reset them.
             st.assign_variables(self.model, self.pending_metrics, prefixes=("metrics/",))
             self.pending_metrics = None
-        self.step = self.start_step
+        self.step = self._saved_step = self.start_step
         if self.interrupted():
             raise Interrupted
 
@@ -175,6 +179,10 @@ class StateKeeper(keras.callbacks.Callback):
         if not math.isfinite(loss):
             self.saw_nan = True
             return  # never persist a state that has gone NaN
+        if self.steps_per_epoch and self.step >= self.steps_per_epoch:
+            # The epoch's last step: what remains is validation and epoch end, which
+            # a mid-epoch state cannot replay; the epoch-end save follows shortly.
+            return
         if self.interrupted():
             self.save(self.epoch, self.step)
             raise Interrupted
@@ -182,6 +190,10 @@ class StateKeeper(keras.callbacks.Callback):
             self.save(self.epoch, self.step)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        # TensorBoard buffers events for up to two minutes; a kill would lose them.
+        for cb in self.callbacks:
+            for writer in getattr(cb, "_writers", {}).values():
+                writer.flush()
         row = {"epoch": epoch, **{k: _float(v) for k, v in (logs or {}).items()}}
         self.history.append(row)
         self.start_step = 0

@@ -201,6 +201,7 @@ class Session:
             on_epoch=self._on_epoch,
             interrupted=interrupted,
             epoch_var=epoch_var,
+            steps_per_epoch=self.steps_per_epoch,
             extra_meta=lambda: {"monitor": self.monitor},
         )
         if self.snapshot is not None:

@@ -1,0 +1,223 @@
+"""`trainrun resume`: killed or interrupted anywhere, the run ends bitwise as if never stopped.
+
+Every case compares against one uninterrupted run of tests/resume_fixtures/tiny.yaml
+(deterministic, seeded): the same history.csv and bitwise the same final weights.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, assert_clean_error, cli, read_history, run_info
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).parent / "resume_fixtures"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("resume")
+    for f in FIXTURES.iterdir():
+        if f.is_file():
+            shutil.copy(f, d / f.name)
+    return d
+
+
+def _fit(
+    workdir: Path, name: str, *extra: str, env: dict | None = None
+) -> tuple[subprocess.CompletedProcess, Path]:
+    runs = workdir / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    r = cli("fit", workdir / "tiny.yaml", "--runs-dir", runs, "--name", name, *extra, env=env)
+    (run,) = set(runs.iterdir()) - before
+    return r, run
+
+
+@pytest.fixture(scope="module")
+def baseline(workdir) -> Path:
+    r, run = _fit(workdir, "baseline")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return run
+
+
+def weights(run: Path) -> list[np.ndarray]:
+    code = (
+        "import sys, numpy as np, keras\n"
+        "m = keras.saving.load_model(sys.argv[1])\n"
+        "np.savez(sys.argv[2], *m.get_weights())\n"
+    )
+    out = run / "weights-check.npz"
+    subprocess.run(
+        [sys.executable, "-c", code, str(run / "model.keras"), str(out)],
+        check=True,
+        capture_output=True,
+    )
+    with np.load(out) as f:
+        return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+
+def assert_same_run(run: Path, baseline: Path) -> None:
+    assert read_history(run) == read_history(baseline)
+    got, want = weights(run), weights(baseline)
+    assert len(got) == len(want)
+    for a, b in zip(got, want, strict=True):
+        assert a.dtype == b.dtype
+        assert np.array_equal(a, b), float(np.max(np.abs(a - b)))
+
+
+def resume(run: Path, *extra: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    r = cli("resume", run, *extra, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    ["1:9", "2:-1", "0:3", "1:val"],
+    ids=["mid-epoch", "between-epochs", "first-epoch", "during-validation"],
+)
+def test_sigkill_then_resume_is_bitwise_identical(workdir, baseline, kill_at):
+    r, run = _fit(workdir, f"kill{kill_at.replace(':', '_')}", env={"KILL_AT": kill_at})
+    assert r.returncode == -signal.SIGKILL
+    assert run_info(run)["status"] == "running"  # killed: nothing could record it
+    out = resume(run)
+    assert "resuming from epoch" in out.stdout
+    assert_same_run(run, baseline)
+    info = run_info(run)
+    assert info["status"] == "completed" and len(info["resumes"]) == 1
+
+
+def test_second_crash_inside_the_resumed_epoch(workdir, baseline):
+    r, run = _fit(workdir, "twice", env={"KILL_AT": "1:9"})
+    assert r.returncode == -signal.SIGKILL
+    again = cli("resume", run, env={"KILL_AT": "1:15"})
+    assert again.returncode == -signal.SIGKILL
+    resume(run)
+    assert_same_run(run, baseline)
+    assert [row["epoch"] for row in read_history(run)] == ["0", "1", "2", "3"]
+
+
+def test_ctrl_c_saves_marks_interrupted_and_resumes(workdir, baseline):
+    r, run = _fit(workdir, "int", env={"INT_AT": "2:5"})
+    assert r.returncode == 130, r.stdout + r.stderr
+    assert (
+        f"trainrun resume {run}" in r.stdout.replace("\n", " ").replace("  ", " ")
+        or "trainrun resume" in r.stdout
+    )
+    assert "Traceback" not in r.stdout + r.stderr
+    assert run_info(run)["status"] == "interrupted"
+    resume(run)
+    assert_same_run(run, baseline)
+
+
+def test_second_ctrl_c_exits_at_once_without_corruption(workdir, baseline):
+    r, run = _fit(workdir, "int2", env={"INT_AT": "2:5:2"})
+    assert r.returncode == 130
+    assert run_info(run)["status"] == "interrupted"
+    resume(run)
+    assert_same_run(run, baseline)
+
+
+def test_sigkill_at_random_moments_during_state_writes(workdir, baseline):
+    """State is written after every execution; kill at arbitrary instants, resume each time."""
+    rng = random.Random(0)
+    runs = workdir / "runs"
+    before = set(runs.iterdir())
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainrun",
+        "fit",
+        str(workdir / "tiny.yaml"),
+        "--runs-dir",
+        str(runs),
+        "--name",
+        "random",
+    ]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(runs.glob("random-*/state/LATEST")):
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 0.4))
+    proc.kill()
+    proc.wait()
+    (run,) = set(runs.iterdir()) - before
+    for _ in range(2):  # kill the resumed process too, at another instant
+        p = subprocess.Popen(
+            [sys.executable, "-m", "trainrun", "resume", str(run)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(rng.uniform(3.0, 4.5))  # TensorFlow start-up, then some training
+        p.kill()
+        p.wait()
+    if run_info(run)["status"] != "completed":
+        resume(run)
+    assert_same_run(run, baseline)
+
+
+def test_completed_run_is_extended_with_epochs(workdir):
+    r, run = _fit(workdir, "short", "--set", "fit.epochs=2")
+    assert r.returncode == 0
+    assert_clean_error(cli("resume", run), "is completed after 2 epoch(s)", "--epochs")
+    resume(run, "--epochs", "4")
+    info = run_info(run)
+    assert info["epochs_done"] == 4 and info["status"] == "completed"
+    assert [row["epoch"] for row in read_history(run)] == ["0", "1", "2", "3"]
+    # the extension continues the same run: equal to four epochs in one go
+    r4, full = _fit(workdir, "four")
+    assert read_history(run) == read_history(full)
+
+
+def test_tensorboard_and_logs_continue(workdir):
+    r, run = _fit(workdir, "tb", env={"KILL_AT": "2:3"})
+    assert r.returncode == -signal.SIGKILL
+    resume(run)
+    code = (
+        "import sys, glob, tensorflow as tf\n"
+        "steps = []\n"
+        "for f in sorted(glob.glob(sys.argv[1] + '/tensorboard/train/events*')):\n"
+        "    for e in tf.compat.v1.train.summary_iterator(f):\n"
+        "        steps += [(v.tag, e.step) for v in e.summary.value if v.tag in ('epoch_loss', 'batch_loss')]\n"
+        "print(sorted(s for t, s in steps if t == 'epoch_loss'))\n"
+        "b = [s for t, s in steps if t == 'batch_loss']\n"
+        "print(b == sorted(b), len(b) == len(set(b)))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(run)], capture_output=True, text=True, check=True
+    )
+    epoch_steps, batch_ok = out.stdout.strip().splitlines()[-2:]
+    assert epoch_steps == "[0, 1, 2, 3]"
+    assert batch_ok == "True True"  # batch steps continue, never restart at 0
+    log = (run / "train.log").read_text()
+    assert log.count("fit tb-") == 1 and log.count("resume tb-") == 1
+    assert "epoch 1/4" in log and "epoch 4/4" in log
+
+
+def test_running_run_is_refused(workdir, baseline):
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (baseline / ".lock").write_text(str(sleeper.pid))
+        assert_clean_error(
+            cli("resume", baseline, "--epochs", "5"), "in use by process", str(sleeper.pid)
+        )
+    finally:
+        sleeper.kill()
+        (baseline / ".lock").unlink()
+
+
+def test_not_a_run_directory(tmp_path):
+    assert_clean_error(cli("resume", tmp_path), "not a trainrun run directory")
+    assert_clean_error(cli("resume", tmp_path / "nope"), "run directory not found")
