@@ -20,6 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
+import trainrun
+
 from trainrun.console import Reporter
 from trainrun.engine import state as st
 
@@ -46,27 +48,36 @@ class LearningRateLogger(keras.callbacks.Callback):
 
 
 class ProgressBridge(keras.callbacks.Callback):
-    """Feeds the Rich progress display from Keras' batch and epoch hooks."""
+    """Feeds the Rich progress display from Keras' batch and epoch hooks; records timings."""
 
     def __init__(
-        self, reporter: Reporter, epochs: int, steps: int | None, start_step: int = 0
+        self,
+        reporter: Reporter,
+        epochs: int,
+        steps: int | None,
+        start_step: int = 0,
+        timing: dict | None = None,
     ) -> None:
         super().__init__()
         self.reporter = reporter
         self.epochs = epochs
         self.steps = steps
         self.start_step = start_step
+        self.timing = timing if timing is not None else {}
+        self._epoch_t0 = 0.0
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._epoch_t0 = time.time()
         self.reporter.begin_epoch(epoch, self.epochs, self.steps, self.start_step)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.reporter.batch(
-            self.start_step + batch + 1, {k: _float(v) for k, v in (logs or {}).items()}
-        )
+        if "first_step_s" not in self.timing:
+            self.timing["first_step_s"] = round(time.time() - trainrun.STARTED_AT, 3)
+        self.reporter.batch(self.start_step + batch + 1, {k: _float(v) for k, v in (logs or {}).items()})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.start_step = 0
+        self.timing.setdefault("epoch_s", []).append(round(time.time() - self._epoch_t0, 3))
         self.reporter.end_epoch(epoch, self.epochs, {k: _float(v) for k, v in (logs or {}).items()})
 
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
+import trainrun
 from trainrun.build.callbacks import build_callbacks
 from trainrun.build.compile import compile_args
 from trainrun.build.model import build_model
@@ -103,11 +104,13 @@ class Session:
     snapshot: st.Snapshot | None = None
     monitor: str = "val_loss"
     log_keys: list[str] = field(default_factory=list)
+    timing: dict[str, Any] = field(default_factory=dict)  # seconds since trainrun started
 
     # ------------------------------------------------------------ prepare
     def prepare(self) -> None:
         """Build data, model, optimizer and callbacks; check they fit together."""
         cfg = self.loaded.config
+        self.timing["tensorflow_ready_s"] = round(time.time() - trainrun.STARTED_AT, 3)
         self.rt = runtime.setup(self.loaded, device=self.device)
         self.data = build_data(self.loaded)
         train = self.data.train
@@ -133,6 +136,7 @@ class Session:
         checks.check_monitors(self.loaded, self.log_keys)
         self.monitor = checks.main_monitor(self.loaded, self.log_keys)
         _atomic_saves(self.model)
+        self.timing["prepared_s"] = round(time.time() - trainrun.STARTED_AT, 3)
 
     # ------------------------------------------------------------ restore
     def restore(self) -> bool:
@@ -208,7 +212,7 @@ class Session:
             keeper.carry = (self.snapshot.meta.get("callbacks", []), self.snapshot.arrays)
             if self.start_step:
                 keeper.pending_metrics = self.snapshot.arrays
-        progress = ProgressBridge(self.reporter, epochs, self.steps_per_epoch, self.start_step)
+        progress = ProgressBridge(self.reporter, epochs, self.steps_per_epoch, self.start_step, self.timing)
         all_callbacks = [LearningRateLogger(), *self.callbacks, progress, keeper]
         validation = self._validation_data()
         fit_kw = {
@@ -415,5 +419,6 @@ def run_session(session: Session, *, fresh: bool) -> Outcome:
         train_seconds=round(info.get("train_seconds", 0.0) + seconds, 3),
         state_saves=getattr(getattr(session, "keeper", None), "saves", 0),
         state_seconds=round(getattr(getattr(session, "keeper", None), "save_seconds", 0.0), 3),
+        timing=session.timing,
     )
     return outcome

@@ -1,0 +1,145 @@
+"""trainrun vs the plain Keras script a user would write: same model, data, seed, epochs.
+
+Runs both as separate processes, alternating, several times, and prints a table of
+medians: whole-process wall time, time to first step, epoch time (first epoch,
+which includes tracing/compilation, and the mean of the others), peak RSS and
+final validation accuracy, with the ratio trainrun / Keras.
+
+    TRAINRUN_DATA_DIR=../shared/data python bench/bench.py [--repeats 3] [--workloads mlp,cnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKLOADS = {
+    # name: (trainrun config, plain script kind, epochs)
+    "mlp": ("configs/mnist_mlp.yaml", "mlp", 5),
+    "cnn": ("configs/mnist_cnn.yaml", "cnn", 3),
+}
+
+
+def run_measured(cmd: list[str], env: dict) -> tuple[float, int, str]:
+    """(wall seconds, peak RSS in MiB, stdout) of one child process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed with exit {proc.returncode}:\n{out}")
+    return wall, usage.ru_maxrss // 1024, out
+
+
+def keras_once(kind: str, epochs: int, env: dict) -> dict:
+    wall, rss, out = run_measured(
+        [sys.executable, str(ROOT / "bench" / "plain_keras.py"), kind, str(epochs)], env
+    )
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"wall": wall, "rss": rss, **result}
+
+
+def trainrun_once(config: str, epochs: int, env: dict) -> dict:
+    with tempfile.TemporaryDirectory() as runs:
+        cmd = [
+            sys.executable,
+            "-m",
+            "trainrun",
+            "fit",
+            str(ROOT / config),
+            "--runs-dir",
+            runs,
+            "--set",
+            f"fit.epochs={epochs}",
+            "--set",
+            "outputs.tensorboard=true",
+        ]
+        wall, rss, _ = run_measured(cmd, env)
+        (run,) = Path(runs).iterdir()
+        info = json.loads((run / "run.json").read_text())
+        rows = (run / "history.csv").read_text().strip().splitlines()
+        header = rows[0].split(",")
+        last = dict(zip(header, rows[-1].split(","), strict=True))
+        acc = next(k for k in ("val_sparse_categorical_accuracy", "val_accuracy") if k in last)
+        t = info["timing"]
+        return {
+            "wall": wall,
+            "rss": rss,
+            "first_step_s": t["first_step_s"],
+            "epoch_s": t["epoch_s"],
+            "val_acc": float(last[acc]),
+            "state_s": info.get("state_seconds", 0.0),
+            "train_s": info.get("train_seconds", 0.0),
+        }
+
+
+def summarize(results: list[dict]) -> dict:
+    med = lambda key: statistics.median(r[key] for r in results)  # noqa: E731
+    return {
+        "wall": med("wall"),
+        "first_step_s": med("first_step_s"),
+        "epoch1": statistics.median(r["epoch_s"][0] for r in results),
+        "epoch_rest": statistics.median(statistics.mean(r["epoch_s"][1:]) for r in results),
+        "rss": med("rss"),
+        "val_acc": med("val_acc"),
+        "state_share": statistics.median(r.get("state_s", 0) / r["train_s"] for r in results)
+        if "train_s" in results[0]
+        else None,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workloads", default="mlp,cnn")
+    args = parser.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    if not env.get("TRAINRUN_DATA_DIR"):
+        env["TRAINRUN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    print(f"{os.cpu_count()} CPUs, {args.repeats} alternating repeats, medians\n")
+    header = f"{'workload':8} {'measure':22} {'keras':>10} {'trainrun':>10} {'ratio':>7}"
+    print(header)
+    print("-" * len(header))
+    for name in args.workloads.split(","):
+        config, kind, epochs = WORKLOADS[name]
+        keras_runs, trainrun_runs = [], []
+        for _ in range(args.repeats):
+            keras_runs.append(keras_once(kind, epochs, env))
+            trainrun_runs.append(trainrun_once(config, epochs, env))
+        k, t = summarize(keras_runs), summarize(trainrun_runs)
+        rows = [
+            ("whole process (s)", "wall", "{:.2f}"),
+            ("time to first step (s)", "first_step_s", "{:.2f}"),
+            ("epoch 1 (s)", "epoch1", "{:.2f}"),
+            (f"epochs 2-{epochs} mean (s)", "epoch_rest", "{:.2f}"),
+            ("peak RSS (MiB)", "rss", "{:.0f}"),
+            ("final val accuracy", "val_acc", "{:.4f}"),
+        ]
+        for label, key, fmt in rows:
+            ratio = t[key] / k[key] if k[key] else float("nan")
+            print(
+                f"{name:8} {label:22} {fmt.format(k[key]):>10} {fmt.format(t[key]):>10} {ratio:7.2f}"
+            )
+        print(f"{name:8} {'state saving share':22} {'':>10} {t['state_share']:10.1%}")
+        print(
+            f"{name:8} {'accuracy gap (points)':22} {'':>10} {100 * (t['val_acc'] - k['val_acc']):+10.2f}"
+        )
+        print()
+
+
+if __name__ == "__main__":
+    main()
