@@ -48,7 +48,8 @@ def build_data(loaded: LoadedConfig) -> Data:
             from trainrun.data.pipeline import scaled
 
             ds = scaled(split, cfg.scale, cfg.reshape, cfg.flatten)
-            return ds.take(n) if n else ds
+            ds = ds.take(n) if n else ds
+            return ds.prefetch(-1)  # tf.data.AUTOTUNE: overlap input with training
         try:
             return split.take(n).reshaped(cfg.flatten, cfg.reshape)
         except ValueError as exc:

@@ -71,9 +71,11 @@ class ProgressBridge(keras.callbacks.Callback):
         self.reporter.begin_epoch(epoch, self.epochs, self.steps, self.start_step)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        t0 = time.time()
         if "first_step_s" not in self.timing:
-            self.timing["first_step_s"] = round(time.time() - trainrun.STARTED_AT, 3)
+            self.timing["first_step_s"] = round(t0 - trainrun.STARTED_AT, 3)
         self.reporter.batch(self.start_step + batch + 1, {k: _float(v) for k, v in (logs or {}).items()})
+        self.timing["progress_s"] = round(self.timing.get("progress_s", 0.0) + time.time() - t0, 4)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.start_step = 0
