@@ -1,0 +1,99 @@
+"""Config -> keras callbacks, with their files placed inside the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from trainrun.build.schedules import SCHEDULES
+from trainrun.config import LoadedConfig, format_path
+from trainrun.errors import ConfigError, did_you_mean
+from trainrun.registry import check_params, import_object, resolve_callback_class, split_component
+
+# Arguments that name a file or directory; relative ones go inside the run dir.
+_PATH_ARGS = ("filepath", "filename", "log_dir", "backup_dir", "directory")
+DEFAULT_PATHS = {"CSVLogger": ("filename", "history.csv"), "TensorBoard": ("log_dir", "tensorboard")}
+
+
+def _lr_schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
+    """LearningRateScheduler's schedule: {piecewise: {...}} or an import path."""
+    if isinstance(value, str):
+        if ":" not in value:
+            raise loaded.error(
+                f"schedule '{value}' is neither a YAML schedule ({', '.join(SCHEDULES)}) nor an "
+                "import path module:function",
+                path,
+            )
+        return import_object(value, base_dir=loaded.base_dir, what="schedule function", path=format_path(path))
+    if not isinstance(value, dict) or len(value) != 1:
+        raise loaded.error(
+            f"schedule must be one of {', '.join(SCHEDULES)} with its arguments, e.g. "
+            "{piecewise: {boundaries: [10], values: [0.001, 0.0001]}}, or module:function",
+            path,
+        )
+    (kind, args), = value.items()
+    if kind not in SCHEDULES:
+        raise loaded.error(
+            f"unknown schedule '{kind}'" + (did_you_mean(kind, SCHEDULES) or f"; known: {', '.join(SCHEDULES)}"),
+            (*path, kind),
+        )
+    try:
+        check_params(SCHEDULES[kind], args or {}, what=f"schedule '{kind}'", path=format_path((*path, kind)))
+        return SCHEDULES[kind](**(args or {}))
+    except ConfigError as exc:
+        raise exc.locate(file=loaded.file, line=loaded.line_of((*path, kind))) from None
+    except (TypeError, ValueError) as exc:
+        raise loaded.error(f"invalid schedule '{kind}': {exc}", (*path, kind)) from None
+
+
+def _place(args: dict[str, Any], run_dir: Path) -> None:
+    for key in _PATH_ARGS:
+        value = args.get(key)
+        if isinstance(value, str) and not Path(value).is_absolute():
+            target = run_dir / value
+            args[key] = str(target)
+            parent = target if key in ("log_dir", "backup_dir", "directory") else target.parent
+            parent.mkdir(parents=True, exist_ok=True)
+
+
+def callback_specs(loaded: LoadedConfig) -> list[tuple[str, dict[str, Any], tuple]]:
+    """(name, args, key path) for every listed callback, in order."""
+    return [(*split_component(item), ("callbacks", i)) for i, item in enumerate(loaded.config.callbacks)]
+
+
+def build_callbacks(loaded: LoadedConfig, run_dir: Path, *, resuming: bool = False) -> list[keras.callbacks.Callback]:
+    """The user's callbacks in order, plus the CSV log and TensorBoard every run gets."""
+    out: list[keras.callbacks.Callback] = []
+    listed: set[str] = set()
+    for name, args, path in callback_specs(loaded):
+        where = format_path(path)
+        cls = resolve_callback_class(name, base_dir=loaded.base_dir, path=where)
+        short = cls.__name__
+        listed.add(short)
+        if short in DEFAULT_PATHS:
+            key, default = DEFAULT_PATHS[short]
+            args.setdefault(key, default)
+        if short == "CSVLogger" and resuming:
+            args["append"] = True
+        if short == "LearningRateScheduler" and "schedule" in args:
+            args["schedule"] = _lr_schedule(args["schedule"], loaded, (*path, name, "schedule"))
+        try:
+            check_params(cls, args, what=f"callback '{name}'", path=format_path((*path, name)))
+        except ConfigError as exc:
+            key = exc.path.rsplit(".", 1)[-1] if exc.path else None
+            raise exc.locate(file=loaded.file, line=loaded.line_of((*path, name, key))) from None
+        _place(args, run_dir)
+        try:
+            out.append(cls(**args))
+        except ConfigError:
+            raise
+        except Exception as exc:
+            raise loaded.error(f"callback '{name}' rejected its arguments: {type(exc).__name__}: {exc}", (*path, name)) from None
+    outputs = loaded.config.outputs
+    if outputs.history and "CSVLogger" not in listed:
+        out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming))
+    if outputs.tensorboard and "TensorBoard" not in listed:
+        out.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+    return out

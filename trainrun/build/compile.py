@@ -1,0 +1,171 @@
+"""Config -> the arguments of model.compile: optimizer, loss, metrics, loss_weights."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from trainrun import catalog
+from trainrun.config import LoadedConfig
+from trainrun.errors import ConfigError, UnknownNameError
+from trainrun.registry import check_params, import_object, is_import_path, split_component
+
+
+def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError:
+    return exc.locate(file=loaded.file, line=loaded.line_of(path))
+
+
+def _schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
+    """A learning_rate that is itself a schedule: {ExponentialDecay: {...}}."""
+    if not isinstance(value, dict):
+        return value
+    if len(value) != 1:
+        raise loaded.error("a learning-rate schedule is one 'Name: {args}' entry", path)
+    (name, args), = value.items()
+    cls = getattr(keras.optimizers.schedules, name, None)
+    if cls is None or not isinstance(cls, type):
+        raise _located(
+            loaded,
+            UnknownNameError("learning-rate schedule", name, catalog.names("schedule"), path=_fmt((*path, name))),
+            path,
+        )
+    try:
+        check_params(cls, args or {}, what=f"schedule '{name}'", path=_fmt((*path, name)))
+        return cls(**(args or {}))
+    except ConfigError as exc:
+        raise _located(loaded, exc, path) from None
+    except (TypeError, ValueError) as exc:
+        raise loaded.error(f"invalid arguments for schedule '{name}': {exc}", path) from None
+
+
+def _fmt(path: tuple) -> str:
+    from trainrun.config import format_path
+
+    return format_path(path)
+
+
+def _optimizer_names() -> list[str]:
+    return [n for n in catalog.names("optimizer") if n[0].isupper() and n not in ("Optimizer", "LossScaleOptimizer")]
+
+
+def build_optimizer(loaded: LoadedConfig) -> keras.optimizers.Optimizer:
+    spec = loaded.config.compile.optimizer
+    path = ("compile", "optimizer")
+    name, args = split_component(spec)
+    if is_import_path(name):
+        cls = import_object(name, base_dir=loaded.base_dir, what="optimizer", path=_fmt(path))
+    else:
+        try:
+            cls = type(keras.optimizers.get(name))
+        except ValueError:
+            known = _optimizer_names()
+            raise _located(
+                loaded,
+                UnknownNameError("optimizer", name, known + [n.lower() for n in known], path=_fmt(path)),
+                path,
+            ) from None
+    if "learning_rate" in args:
+        args["learning_rate"] = _schedule(args["learning_rate"], loaded, (*path, name, "learning_rate"))
+    try:
+        check_params(cls, args, what=f"optimizer '{name}'", path=_fmt((*path, name)))
+        return cls(**args)
+    except ConfigError as exc:
+        raise _located(loaded, exc, (*path, name)) from None
+    except (TypeError, ValueError) as exc:
+        raise loaded.error(f"invalid arguments for optimizer '{name}': {exc}", path) from None
+
+
+def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
+    """One loss or metric: a Keras name/alias (kept as the string Keras expects), {Class: args}, or module:attr."""
+    getter = keras.losses.get if kind == "loss" else keras.metrics.get
+    name, args = split_component(spec)
+    if is_import_path(name):
+        obj = import_object(name, base_dir=loaded.base_dir, what=kind, path=_fmt(path))
+        if isinstance(obj, type):
+            try:
+                check_params(obj, args, what=f"{kind} '{name}'", path=_fmt((*path, name)))
+                return obj(**args)
+            except ConfigError as exc:
+                raise _located(loaded, exc, path) from None
+        return obj
+    try:
+        found = getter(name)
+    except (ValueError, TypeError):
+        found = None
+    if found is None:
+        known = [n for n in catalog.names(kind) if n not in ("deserialize", "serialize", "get", "Loss", "Metric", "Reduction")]
+        raise _located(loaded, UnknownNameError(kind, name, known, path=_fmt(path)), path) from None
+    if isinstance(spec, str):
+        return name  # Keras resolves aliases such as 'accuracy' against the model's outputs itself
+    cls = found if isinstance(found, type) else getattr(keras.losses if kind == "loss" else keras.metrics, name, None)
+    if not isinstance(cls, type):
+        raise loaded.error(f"'{name}' is a function and takes no arguments; write it as a bare name", path)
+    try:
+        check_params(cls, args, what=f"{kind} '{name}'", path=_fmt((*path, name)))
+        return cls(**args)
+    except ConfigError as exc:
+        raise _located(loaded, exc, (*path, name)) from None
+    except (TypeError, ValueError) as exc:
+        raise loaded.error(f"invalid arguments for {kind} '{name}': {exc}", path) from None
+
+
+def _per_output(value: Any, outputs: list[str]) -> bool:
+    return isinstance(value, dict) and len(outputs) > 1 and set(value) <= set(outputs)
+
+
+def _check_output_keys(value: dict, outputs: list[str], loaded: LoadedConfig, path: tuple) -> None:
+    for key in value:
+        if key not in outputs:
+            from trainrun.errors import did_you_mean
+
+            raise loaded.error(
+                f"'{key}' is not an output of the model" + (did_you_mean(key, outputs) or "")
+                + f"; outputs are: {', '.join(outputs)}",
+                (*path, key),
+            )
+
+
+def output_names(model: keras.Model) -> list[str]:
+    names = getattr(model, "output_names", None)
+    return list(names) if names else [f"output_{i}" for i in range(len(model.outputs or []))]
+
+
+def compile_args(loaded: LoadedConfig, model: keras.Model) -> dict[str, Any]:
+    """keyword arguments for model.compile, except jit_compile / steps_per_execution."""
+    c = loaded.config.compile
+    outputs = output_names(model)
+    multi = len(outputs) > 1
+    args: dict[str, Any] = {"optimizer": build_optimizer(loaded)}
+
+    loss = c.loss
+    if loss is None:
+        raise loaded.error("compile needs a 'loss', e.g. loss: sparse_categorical_crossentropy", ("compile",))
+    if isinstance(loss, dict) and multi and len(loss) > 1 or _per_output(loss, outputs):
+        _check_output_keys(loss, outputs, loaded, ("compile", "loss"))
+        args["loss"] = {k: _object("loss", v, loaded, ("compile", "loss", k)) for k, v in loss.items()}
+    else:
+        args["loss"] = _object("loss", loss, loaded, ("compile", "loss"))
+
+    metrics = c.metrics
+    if isinstance(metrics, dict):
+        if not multi:
+            raise loaded.error("metrics per output need a model with several outputs; give a list", ("compile", "metrics"))
+        _check_output_keys(metrics, outputs, loaded, ("compile", "metrics"))
+        args["metrics"] = {
+            k: [_object("metric", m, loaded, ("compile", "metrics", k, i)) for i, m in enumerate(v if isinstance(v, list) else [v])]
+            for k, v in metrics.items()
+        }
+    elif metrics:
+        args["metrics"] = [_object("metric", m, loaded, ("compile", "metrics", i)) for i, m in enumerate(metrics)]
+
+    if c.loss_weights is not None:
+        if isinstance(c.loss_weights, dict):
+            _check_output_keys(c.loss_weights, outputs, loaded, ("compile", "loss_weights"))
+        elif len(c.loss_weights) != len(outputs):
+            raise loaded.error(
+                f"loss_weights has {len(c.loss_weights)} values but the model has {len(outputs)} outputs",
+                ("compile", "loss_weights"),
+            )
+        args["loss_weights"] = c.loss_weights
+    return args
