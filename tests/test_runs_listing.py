@@ -124,10 +124,15 @@ def _imports_after(args: list[str]) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_runs_and_show_do_not_import_tensorflow(runs):
+def test_light_commands_do_not_import_tensorflow(runs):
     history = runs / "new-run" / "history.csv"
     history.write_text("epoch,loss,val_loss\n0,1.0,0.9\n1,0.5,0.4\n")
-    for args in (["runs", "--runs-dir", str(runs)], ["show", str(runs / "new-run")]):
+    for args in (
+        ["runs", "--runs-dir", str(runs)],
+        ["show", str(runs / "new-run")],
+        ["callbacks"],
+        ["callbacks", "ModelCheckpoint"],
+    ):
         seen = _imports_after(args)
         assert seen == {"rc": 0, "tf": False, "keras": False}, (args, seen)
 
@@ -162,3 +167,25 @@ def test_show_without_history_and_wrong_refs(runs, tmp_path):
     broken = runs / "broken-run"
     (broken / "config.yaml").write_text("name: x\n")
     assert_clean_error(cli("show", broken), "run.json is unreadable")
+
+
+def test_show_long_history_keeps_first_last_and_best_epochs(runs):
+    run = runs / "old-run"
+    rows = [f"{e},{1.0 / (e + 1)},{0.5 if e == 50 else 1.0 + e / 100}" for e in range(100)]
+    (run / "history.csv").write_text("epoch,loss,val_loss\n" + "\n".join(rows) + "\n")
+    info = json.loads((run / "run.json").read_text())
+    info["best"] = {"monitor": "val_loss", "value": 0.5, "epoch": 51}
+    (run / "run.json").write_text(json.dumps(info))
+    r = cli("show", run)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    epochs = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    assert epochs[0] == "1" and epochs[-1] == "100" and "51 *" in epochs and "…" in epochs
+    assert "30" not in epochs and len(epochs) < 50
+
+
+def test_help_lists_the_run_commands():
+    r = cli("--help")
+    assert r.returncode == 0
+    for command in ("evaluate", "predict", "runs", "show", "validate", "callbacks"):
+        assert command in r.stdout, command

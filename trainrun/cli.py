@@ -153,7 +153,9 @@ def callbacks(
         fail(exc)
 
 
-RunRef = Annotated[str, typer.Argument(help="A run directory (runs/<id>) or a run id.")]
+RunRef = Annotated[
+    str, typer.Argument(metavar="RUN", help="A run directory (runs/<id>) or a run id.")
+]
 CheckpointOpt = Annotated[
     str,
     typer.Option(
@@ -195,8 +197,9 @@ def evaluate(
     if result.note:
         console.print(f"note: {result.note}", markup=False)
     samples = f"{result.samples} samples" if result.samples is not None else "all batches"
+    console.print(f"[bold]evaluate[/] {result.run}")
     Reporter().summary(
-        f"[bold]evaluate[/] {result.run}: {result.checkpoint} on {result.split} ({samples})",
+        f"{result.checkpoint} on {result.split} data ({samples})",
         [(k, fmt_value(v)) for k, v in result.metrics.items()],
     )
     console.print(f"{result.seconds:.1f}s; written to {run_dir.path / 'eval.json'}", markup=False)
