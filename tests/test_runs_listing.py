@@ -84,6 +84,7 @@ def test_running_with_a_live_pid_stays_running(tmp_path):
     make_run(tmp_path, "live", status="running", pid=os.getpid())
     (row,) = list_runs(tmp_path)
     assert row.status == "running" and not row.note
+    assert row.duration.endswith("so far")
 
 
 def test_runs_command_table(runs):

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from trainrun.console import Reporter, console, err_console
 from trainrun.errors import TrainrunError
+
+if TYPE_CHECKING:
+    from trainrun.runs.rundir import RunDir
 
 app = typer.Typer(
     name="trainrun",
@@ -165,7 +168,7 @@ CheckpointOpt = Annotated[
 ]
 
 
-def _open_run(ref: str, runs_dir: Path):  # -> RunDir
+def _open_run(ref: str, runs_dir: Path) -> RunDir:
     from trainrun.runs.rundir import RunDir
 
     return RunDir.open(ref, runs_dir)

@@ -81,10 +81,13 @@ def fmt_best(best: Any) -> str:
     return f"{best.get('monitor', '?')} {fmt_value(best['value'])} @ {best.get('epoch', '?')}"
 
 
-def _duration(info: dict[str, Any]) -> str:
+def _duration(info: dict[str, Any], status: str) -> str:
+    """Training time; for a run still going, the time since it started."""
+    start, end = parse_time(info.get("created")), parse_time(info.get("finished"))
+    if status == "running" and start:
+        return fmt_duration((dt.datetime.now(start.tzinfo) - start).total_seconds()) + " so far"
     if isinstance(info.get("train_seconds"), int | float) and info["train_seconds"] > 0:
         return fmt_duration(info["train_seconds"])
-    start, end = parse_time(info.get("created")), parse_time(info.get("finished"))
     if start and end:
         return fmt_duration((end - start).total_seconds())
     return "-"
@@ -122,7 +125,7 @@ def describe(path: Path) -> RunRow:
         status=status,
         epochs=epochs,
         best=fmt_best(info.get("best")),
-        duration=_duration(info),
+        duration=_duration(info, status),
         started=created.strftime("%Y-%m-%d %H:%M") if created else "-",
         note=note,
         sort_key=created.timestamp() if created else _mtime(path),
