@@ -246,3 +246,18 @@ def test_show_and_runs_on_real_runs(multi_run):
     assert (multi_run / "curves.png").stat().st_size > 1000
     r = cli("runs", "--runs-dir", multi_run.parent)
     assert r.returncode == 0 and multi_run.name in r.stdout and "completed" in r.stdout
+
+
+def test_evaluate_weights_file_loads_into_the_run_model(mnist_run, tmp_path):
+    import keras
+
+    model = keras.saving.load_model(mnist_run / "model.keras")
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    weights = tmp_path / "zeros.weights.h5"
+    model.save_weights(weights)
+    r = cli("evaluate", mnist_run, "--checkpoint", weights)
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = eval_json(mnist_run)
+    assert result["checkpoint"] == str(weights)
+    # all-zero weights: uniform softmax, so the loss is ln(10)
+    assert result["metrics"]["loss"] == pytest.approx(np.log(10), rel=1e-5)
