@@ -154,6 +154,12 @@ def test_show_history_best_epoch_and_curves(runs):
     assert "2 *" in out  # the best epoch, 1-based as fit prints it
     assert "learning rate" in out  # the rate changed, so it is a column and a curve
     assert "val_mae" in out and "0.2500" in out
+    assert "evaluation" not in out
+    (run / "eval.json").write_text(
+        json.dumps({"split": "test", "checkpoint": "model.keras", "metrics": {"loss": 0.125}})
+    )
+    r = cli("show", run)
+    assert "evaluation (model.keras on test" in r.stdout and "0.1250" in r.stdout
     png = run / "curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -200,11 +200,11 @@ def evaluate(
     if result.note:
         console.print(f"note: {result.note}", markup=False)
     samples = f"{result.samples} samples" if result.samples is not None else "all batches"
-    console.print(f"[bold]evaluate[/] {result.run}")
-    Reporter().summary(
-        f"{result.checkpoint} on {result.split} data ({samples})",
-        [(k, fmt_value(v)) for k, v in result.metrics.items()],
+    console.print(
+        f"[bold]evaluate[/] {result.run}: {result.checkpoint} on {result.split} data ({samples})",
+        soft_wrap=True,
     )
+    Reporter().summary("", [(k, fmt_value(v)) for k, v in result.metrics.items()])
     console.print(f"{result.seconds:.1f}s; written to {run_dir.path / 'eval.json'}", markup=False)
 
 

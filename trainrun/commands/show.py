@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -202,13 +203,15 @@ def _config_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def _kv_table(title: str, rows: list[tuple[str, str]]) -> Table:
-    table = Table(title=title, show_header=False, title_justify="left", box=None, padding=(0, 2))
+def _section(out: Console, title: str, rows: list[tuple[str, str]]) -> None:
+    """A bold title line (never squeezed to the table's width), then key/value rows."""
+    out.print(Text(title, style="bold"), soft_wrap=True)
+    table = Table(show_header=False, box=None, padding=(0, 2))
     table.add_column(style="bold", no_wrap=True)
     table.add_column(overflow="fold")
     for key, value in rows:
         table.add_row(key, Text(value))
-    return table
+    out.print(table)
 
 
 def _shown_rows(rows: list[dict[str, float]], best_epoch: int | None) -> list[dict | None]:
@@ -249,8 +252,11 @@ def show_run(run: RunDir, out: Console) -> None:
         summary.append(("error", str(info["error"])))
     if info.get("resumes"):
         summary.append(("resumes", str(len(info["resumes"]))))
-    out.print(_kv_table(f"run {run.id}  ({run.path})", summary))
-    out.print(_kv_table("config", _config_rows(config)))
+    _section(out, f"run {run.id}  ({run.path})", summary)
+    _section(out, "config", _config_rows(config))
+    evaluation = _last_evaluation(run)
+    if evaluation:
+        _section(out, *evaluation)
 
     columns, rows = read_history(run.history_csv)
     if not rows:
@@ -260,6 +266,23 @@ def show_run(run: RunDir, out: Console) -> None:
     out.print(_curves_table(columns, rows))
     png = write_curves_png(run, columns, rows)
     out.print(f"curves written to {png}", markup=False)
+
+
+def _last_evaluation(run: RunDir) -> tuple[str, list[tuple[str, str]]] | None:
+    """The latest `trainrun evaluate` result, if eval.json is there and readable."""
+    path = run.path / "eval.json"
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        metrics = dict(result["metrics"])
+        title = (
+            f"evaluation ({result.get('checkpoint', '?')} on {result.get('split', '?')}, "
+            f"{result.get('evaluated', '?')})"
+        )
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        return "evaluation", [("eval.json", f"unreadable: {exc}")]
+    return title, [(k, fmt_value(v)) for k, v in metrics.items()]
 
 
 def _history_table(
