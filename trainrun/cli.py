@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from trainrun.console import Reporter, console, err_console
 from trainrun.errors import TrainrunError
+
+if TYPE_CHECKING:
+    from trainrun.runs.rundir import RunDir
 
 app = typer.Typer(
     name="trainrun",
@@ -149,6 +152,130 @@ def callbacks(
 
     try:
         show_callbacks(name, console)
+    except TrainrunError as exc:
+        fail(exc)
+
+
+RunRef = Annotated[
+    str, typer.Argument(metavar="RUN", help="A run directory (runs/<id>) or a run id.")
+]
+CheckpointOpt = Annotated[
+    str,
+    typer.Option(
+        "--checkpoint",
+        help="best (ModelCheckpoint's best file), last (model.keras) or a .keras file.",
+    ),
+]
+
+
+def _open_run(ref: str, runs_dir: Path) -> RunDir:
+    from trainrun.runs.rundir import RunDir
+
+    return RunDir.open(ref, runs_dir)
+
+
+@app.command()
+def evaluate(
+    run: RunRef,
+    checkpoint: CheckpointOpt = "last",
+    split: Annotated[
+        str | None,
+        typer.Option("--split", help="test or validation (default: test if the run has one)."),
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Evaluate a run's saved model on its test or validation data; writes eval.json."""
+    try:
+        if split not in (None, "test", "validation"):
+            raise TrainrunError(f"--split {split}: expected test or validation")
+        run_dir = _open_run(run, runs_dir)
+        _quiet_tensorflow()
+        from trainrun.engine.evaluate import evaluate as run_evaluate
+
+        result = run_evaluate(run_dir, checkpoint=checkpoint, split=split)
+    except TrainrunError as exc:
+        fail(exc)
+    from trainrun.console import fmt_value
+
+    if result.note:
+        console.print(f"note: {result.note}", markup=False)
+    samples = f"{result.samples} samples" if result.samples is not None else "all batches"
+    console.print(
+        f"[bold]evaluate[/] {result.run}: {result.checkpoint} on {result.split} data ({samples})",
+        soft_wrap=True,
+    )
+    Reporter().summary("", [(k, fmt_value(v)) for k, v in result.metrics.items()])
+    console.print(f"{result.seconds:.1f}s; written to {run_dir.path / 'eval.json'}", markup=False)
+
+
+@app.command()
+def predict(
+    run: RunRef,
+    input_file: Annotated[
+        Path, typer.Argument(metavar="INPUT", help=".npy array, or .npz with one array per input.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Output .npy (multi-output models: OUT.<output>.npy each); "
+            "default runs/<id>/predictions/<INPUT name>.npy.",
+        ),
+    ] = None,
+    checkpoint: CheckpointOpt = "last",
+    no_preprocess: Annotated[
+        bool,
+        typer.Option(
+            "--no-preprocess",
+            help="Feed INPUT as is, without the run's data.flatten/reshape/scale.",
+        ),
+    ] = False,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Predictions of a run's saved model, saved as .npy (one file per output)."""
+    try:
+        run_dir = _open_run(run, runs_dir)
+        _quiet_tensorflow()
+        from trainrun.engine.predict import predict as run_predict
+
+        result = run_predict(
+            run_dir,
+            input_file,
+            out=out,
+            checkpoint=checkpoint,
+            use_preprocessing=not no_preprocess,
+        )
+    except TrainrunError as exc:
+        fail(exc)
+    if result.checkpoint.note:
+        console.print(f"note: {result.checkpoint.note}", markup=False)
+    if result.preprocessing:
+        console.print(f"preprocessing (as in training): {result.preprocessing}", markup=False)
+    console.print(
+        f"{result.samples} samples through {result.checkpoint.shown(run_dir)}", markup=False
+    )
+    for name, path in result.files.items():
+        console.print(f"  {name} {list(result.shapes[name])} -> {path}", markup=False)
+
+
+@app.command("runs")
+def runs_(runs_dir: RunsDir = Path("runs")) -> None:
+    """Table of runs, newest first: id, status, epochs, best monitored value, duration."""
+    from trainrun.commands.runs import show_runs
+
+    try:
+        show_runs(runs_dir, console)
+    except TrainrunError as exc:
+        fail(exc)
+
+
+@app.command()
+def show(run: RunRef, runs_dir: RunsDir = Path("runs")) -> None:
+    """One run: config summary, per-epoch history, best epoch, curves (also curves.png)."""
+    from trainrun.commands.show import show_run
+
+    try:
+        show_run(_open_run(run, runs_dir), console)
     except TrainrunError as exc:
         fail(exc)
 

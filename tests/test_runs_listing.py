@@ -1,0 +1,198 @@
+"""`trainrun runs` and `trainrun show` on hand-made run directories: fast, no TensorFlow."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT, assert_clean_error, cli
+
+from trainrun.runs.listing import list_runs
+
+
+def make_run(runs, name, *, status="completed", created="2026-01-02T10:00:00+00:00", **info):
+    run = runs / name
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(
+        "name: demo\nseed: 1\nmodel:\n  layers:\n  - Input: {shape: [4]}\n  - Dense: {units: 1}\n"
+        "compile: {optimizer: rmsprop, loss: mse}\nfit: {epochs: 3, batch_size: 8}\n"
+    )
+    record = {
+        "id": name,
+        "status": status,
+        "error": None,
+        "created": created,
+        "finished": None if status == "running" else created.replace("10:00:00", "10:01:05"),
+        "epochs_done": 3,
+        "epochs": 3,
+        "best": {"monitor": "val_loss", "value": 0.25, "epoch": 2},
+        "pid": None,
+        "train_seconds": 65.0,
+        **info,
+    }
+    (run / "run.json").write_text(json.dumps(record))
+    return run
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+@pytest.fixture
+def runs(tmp_path):
+    runs = tmp_path / "runs"
+    make_run(runs, "old-run", created="2026-01-01T09:00:00+00:00")
+    make_run(runs, "new-run", created="2026-01-03T09:00:00+00:00")
+    make_run(
+        runs,
+        "killed-run",
+        status="running",
+        created="2026-01-02T09:00:00+00:00",
+        pid=dead_pid(),
+        epochs_done=1,
+        best=None,
+    )
+    broken = runs / "broken-run"
+    broken.mkdir()
+    (broken / "run.json").write_text("{not json")
+    (runs / "notes").mkdir()  # a foreign directory
+    (runs / "README.txt").write_text("not a directory: skipped")
+    return runs
+
+
+def test_list_runs_newest_first_and_statuses(runs):
+    rows = {r.id: r for r in list_runs(runs)}
+    assert set(rows) == {"old-run", "new-run", "killed-run", "broken-run", "notes"}
+    dated = [r.id for r in list_runs(runs) if r.ok]
+    assert dated == ["new-run", "killed-run", "old-run"]
+    assert rows["new-run"].status == "completed"
+    assert rows["new-run"].epochs == "3/3"
+    assert rows["new-run"].best == "val_loss 0.2500 @ 2"
+    assert rows["new-run"].duration == "1m 05s"
+    assert rows["killed-run"].status == "killed" and "resume" in rows["killed-run"].note
+    assert rows["broken-run"].status == "broken" and "run.json" in rows["broken-run"].note
+    assert rows["notes"].status == "not a run"
+
+
+def test_running_with_a_live_pid_stays_running(tmp_path):
+    import os
+
+    make_run(tmp_path, "live", status="running", pid=os.getpid())
+    (row,) = list_runs(tmp_path)
+    assert row.status == "running" and not row.note
+    assert row.duration.endswith("so far")
+
+
+def test_runs_command_table(runs):
+    r = cli("runs", "--runs-dir", runs)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    for text in ("new-run", "old-run", "killed", "broken", "not a run", "val_loss 0.2500 @ 2"):
+        assert text in out, text
+    assert out.index("new-run") < out.index("killed-run") < out.index("old-run")
+    assert "README.txt" not in out
+
+
+def test_runs_command_bad_dirs(tmp_path, runs):
+    assert_clean_error(cli("runs", "--runs-dir", tmp_path / "nowhere"), "runs directory not found")
+    assert_clean_error(cli("runs", "--runs-dir", runs / "new-run"), "is one run")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = cli("runs", "--runs-dir", empty)
+    assert r.returncode == 0 and "no runs in" in r.stdout
+
+
+def _imports_after(args: list[str]) -> dict:
+    """Run a CLI command in-process; report its exit code and the heavy modules it imported."""
+    code = (
+        "import json, sys\n"
+        "from trainrun.cli import app\n"
+        "try:\n"
+        f"    app({args!r})\n"
+        "    rc = 0\n"
+        "except SystemExit as exc:\n"
+        "    rc = exc.code\n"
+        "print(json.dumps({'rc': rc, 'tf': 'tensorflow' in sys.modules,"
+        " 'keras': 'keras' in sys.modules}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_light_commands_do_not_import_tensorflow(runs):
+    history = runs / "new-run" / "history.csv"
+    history.write_text("epoch,loss,val_loss\n0,1.0,0.9\n1,0.5,0.4\n")
+    for args in (
+        ["runs", "--runs-dir", str(runs)],
+        ["show", str(runs / "new-run")],
+        ["callbacks"],
+        ["callbacks", "ModelCheckpoint"],
+    ):
+        seen = _imports_after(args)
+        assert seen == {"rc": 0, "tf": False, "keras": False}, (args, seen)
+
+
+def test_show_history_best_epoch_and_curves(runs):
+    run = runs / "new-run"
+    (run / "history.csv").write_text(
+        "epoch,learning_rate,loss,mae,val_loss,val_mae\n"
+        "0,0.01,1.0,0.9,0.8,0.7\n"
+        "1,0.001,0.5,0.45,0.25,0.2\n"
+        "2,0.001,0.4,0.35,0.3,0.25\n"
+    )
+    r = cli("show", "new-run", "--runs-dir", runs)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "completed" in out and "val_loss 0.2500 @ 2" in out
+    assert "Dense(units=1)" in out and "rmsprop" in out
+    assert "2 *" in out  # the best epoch, 1-based as fit prints it
+    assert "learning rate" in out  # the rate changed, so it is a column and a curve
+    assert "val_mae" in out and "0.2500" in out
+    assert "evaluation" not in out
+    (run / "eval.json").write_text(
+        json.dumps({"split": "test", "checkpoint": "model.keras", "metrics": {"loss": 0.125}})
+    )
+    r = cli("show", run)
+    assert "evaluation (model.keras on test" in r.stdout and "0.1250" in r.stdout
+    png = run / "curves.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_show_without_history_and_wrong_refs(runs, tmp_path):
+    r = cli("show", runs / "killed-run")
+    assert r.returncode == 0, r.stderr
+    assert "killed" in r.stdout and "no epochs recorded" in r.stdout
+    assert not (runs / "killed-run" / "curves.png").exists()
+    assert_clean_error(cli("show", "nope", "--runs-dir", runs), "run directory not found: nope")
+    assert_clean_error(cli("show", runs / "notes"), "not a trainrun run directory")
+    broken = runs / "broken-run"
+    (broken / "config.yaml").write_text("name: x\n")
+    assert_clean_error(cli("show", broken), "run.json is unreadable")
+
+
+def test_show_long_history_keeps_first_last_and_best_epochs(runs):
+    run = runs / "old-run"
+    rows = [f"{e},{1.0 / (e + 1)},{0.5 if e == 50 else 1.0 + e / 100}" for e in range(100)]
+    (run / "history.csv").write_text("epoch,loss,val_loss\n" + "\n".join(rows) + "\n")
+    info = json.loads((run / "run.json").read_text())
+    info["best"] = {"monitor": "val_loss", "value": 0.5, "epoch": 51}
+    (run / "run.json").write_text(json.dumps(info))
+    r = cli("show", run)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    epochs = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    assert epochs[0] == "1" and epochs[-1] == "100" and "51 *" in epochs and "…" in epochs
+    assert "30" not in epochs and len(epochs) < 50
+
+
+def test_help_lists_the_run_commands():
+    r = cli("--help")
+    assert r.returncode == 0
+    for command in ("evaluate", "predict", "runs", "show", "validate", "callbacks"):
+        assert command in r.stdout, command

@@ -1,0 +1,333 @@
+"""`trainrun show`: one run at a glance, from its files. No TensorFlow.
+
+Reads run.json, config.yaml and history.csv; prints a config summary, the
+per-epoch history with the best epoch marked, and each curve as a sparkline;
+writes the same curves as curves.png in the run directory (matplotlib, Agg,
+imported only here).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import yaml
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from trainrun.console import fmt_value
+from trainrun.errors import RunDirError
+from trainrun.registry import split_component
+from trainrun.runs.files import write_atomic
+from trainrun.runs.listing import effective_status, fmt_best, fmt_duration
+from trainrun.runs.rundir import RunDir
+
+SPARKS = "▁▂▃▄▅▆▇█"
+MAX_ROWS = 40  # longer histories show their first and last epochs and the best one
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_history(path: Path) -> tuple[list[str], list[dict[str, float]]]:
+    """(columns, rows) of history.csv; values as floats, epoch as an int (0-based)."""
+    if not path.is_file():
+        return [], []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or [])
+            rows = []
+            for raw in reader:
+                row: dict[str, float] = {}
+                for key, value in raw.items():
+                    if key is None or value in (None, ""):
+                        continue
+                    try:
+                        row[key] = float(value)
+                    except ValueError:
+                        continue
+                if "epoch" in row:
+                    rows.append(row)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunDirError(f"{path} is unreadable: {exc}") from None
+    return columns, rows
+
+
+def series_of(columns: list[str], rows: list[dict[str, float]]) -> list[tuple[str, str | None]]:
+    """(train metric, its val_ twin or None) for each metric; val-only metrics too."""
+    names = [c for c in columns if c not in ("epoch", "learning_rate", "lr")]
+    names.sort(key=lambda c: c.removeprefix("val_") != "loss")  # loss first
+    pairs: list[tuple[str, str | None]] = []
+    for name in names:
+        if name.startswith("val_"):
+            if name.removeprefix("val_") not in names:
+                pairs.append((name, None))
+            continue
+        pairs.append((name, f"val_{name}" if f"val_{name}" in names else None))
+    return pairs
+
+
+def lr_changed(rows: list[dict[str, float]]) -> bool:
+    values = {r["learning_rate"] for r in rows if "learning_rate" in r}
+    return len(values) > 1
+
+
+def _values(rows: list[dict[str, float]], key: str) -> list[float]:
+    return [r[key] for r in rows if key in r]
+
+
+def sparkline(values: list[float], width: int = 40) -> str:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return ""
+    if len(values) > width:  # resample to the width, keeping the last point
+        step = (len(values) - 1) / (width - 1)
+        values = [values[round(i * step)] for i in range(width)]
+    lo, hi = min(finite), max(finite)
+    span = hi - lo
+    out = []
+    for v in values:
+        if not math.isfinite(v):
+            out.append("×")
+        elif span == 0:
+            out.append(SPARKS[len(SPARKS) // 2])
+        else:
+            out.append(SPARKS[min(len(SPARKS) - 1, int((v - lo) / span * len(SPARKS)))])
+    return "".join(out)
+
+
+# ---------------------------------------------------------------- curves.png
+
+
+def write_curves_png(run: RunDir, columns: list[str], rows: list[dict[str, float]]) -> Path:
+    """Loss and each metric (train vs validation), and the learning rate if it changed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    pairs = series_of(columns, rows)
+    panels: list[tuple[str, list[str]]] = [(a, [k for k in (a, b) if k]) for a, b in pairs]
+    if lr_changed(rows):
+        panels.append(("learning_rate", ["learning_rate"]))
+    cols = min(3, len(panels)) or 1
+    nrows = math.ceil(len(panels) / cols) or 1
+    fig, axes = plt.subplots(nrows, cols, figsize=(5 * cols, 3.4 * nrows), squeeze=False)
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    for ax, (title, keys) in zip(axes.flat, panels, strict=False):
+        for key in keys:
+            xs = [e for e, r in zip(epochs, rows, strict=True) if key in r]
+            label = "validation" if key.startswith("val_") else "train"
+            ax.plot(xs, _values(rows, key), marker="o", markersize=3, label=label)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if title == "learning_rate":
+            ax.set_yscale("log")
+        elif len(keys) > 1:
+            ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle(run.id, fontsize=11)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    target = run.path / "curves.png"
+    write_atomic(target, buf.getvalue())
+    return target
+
+
+# ---------------------------------------------------------------- printing
+
+
+def _component(item: Any) -> str:
+    name, args = split_component(item)
+    if not args:
+        return name
+    return f"{name}(" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")"
+
+
+def _config_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
+    data = config.get("data") or {}
+    model = config.get("model") or {}
+    comp = config.get("compile") or {}
+    fit = config.get("fit") or {}
+    rows = [("name", str(config.get("name", "-"))), ("seed", str(config.get("seed", "-")))]
+    source = str(data.get("source", "-"))
+    extra = [
+        f"{k}={data[k]}" for k in ("flatten", "reshape", "scale", "validation_split") if data.get(k)
+    ]
+    limit = {k: v for k, v in (data.get("limit") or {}).items() if v is not None}
+    if limit:
+        extra.append("limit " + ", ".join(f"{k}={v}" for k, v in limit.items()))
+    rows.append(("data", " ".join([source, *extra])))
+    if model.get("layers"):
+        rows.append(("model", " -> ".join(_component(layer) for layer in model["layers"])))
+    elif model.get("graph"):
+        outs = model.get("outputs")
+        rows.append(
+            (
+                "model",
+                f"functional: inputs {', '.join(model.get('inputs') or {})}; "
+                f"{len(model['graph'])} nodes; outputs {outs}",
+            )
+        )
+    elif model.get("builder"):
+        rows.append(("model", f"builder {model['builder'].get('factory')}"))
+    elif model.get("path"):
+        rows.append(("model", f"from {model['path']}"))
+    if comp:
+        rows.append(("optimizer", _component(comp.get("optimizer", "-"))))
+        rows.append(("loss", str(comp.get("loss"))))
+        if comp.get("metrics"):
+            rows.append(("metrics", str(comp.get("metrics"))))
+    if fit:
+        rows.append(
+            (
+                "fit",
+                ", ".join(f"{k}={v}" for k, v in fit.items() if v is not None and k != "shuffle"),
+            )
+        )
+    callbacks = config.get("callbacks") or []
+    if callbacks:
+        rows.append(("callbacks", "; ".join(_component(c) for c in callbacks)))
+    return rows
+
+
+def _section(out: Console, title: str, rows: list[tuple[str, str]]) -> None:
+    """A bold title line (never squeezed to the table's width), then key/value rows."""
+    out.print(Text(title, style="bold"), soft_wrap=True)
+    table = Table(show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, Text(value))
+    out.print(table)
+
+
+def _shown_rows(rows: list[dict[str, float]], best_epoch: int | None) -> list[dict | None]:
+    if len(rows) <= MAX_ROWS:
+        return list(rows)
+    keep = set(range(MAX_ROWS // 2)) | set(range(len(rows) - MAX_ROWS // 2, len(rows)))
+    keep |= {i for i, r in enumerate(rows) if int(r["epoch"]) + 1 == best_epoch}
+    out: list[dict | None] = []
+    for i, row in enumerate(rows):
+        if i in keep:
+            out.append(row)
+        elif out and out[-1] is not None:
+            out.append(None)  # a gap
+    return out
+
+
+def show_run(run: RunDir, out: Console) -> None:
+    """Print the run's summary and history; write curves.png."""
+    info = run.read_info()
+    try:
+        config = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise RunDirError(f"{run.config_file} is unreadable: {exc}") from None
+    if not isinstance(config, dict):
+        raise RunDirError(f"{run.config_file} is not a trainrun config (not a mapping)")
+    status, note = effective_status(run, info)
+    best = info.get("best") if isinstance(info.get("best"), dict) else None
+    best_epoch = best.get("epoch") if best else None
+    summary = [
+        ("status", status + (f" ({note})" if note else "")),
+        ("epochs", f"{info.get('epochs_done', '-')}/{info.get('epochs', '-')}"),
+        ("best", fmt_best(best)),
+        ("train time", fmt_duration(info.get("train_seconds"))),
+        ("created", str(info.get("created", "-"))),
+        ("finished", str(info.get("finished") or "-")),
+    ]
+    if info.get("error"):
+        summary.append(("error", str(info["error"])))
+    if info.get("resumes"):
+        summary.append(("resumes", str(len(info["resumes"]))))
+    _section(out, f"run {run.id}  ({run.path})", summary)
+    _section(out, "config", _config_rows(config))
+    evaluation = _last_evaluation(run)
+    if evaluation:
+        _section(out, *evaluation)
+
+    columns, rows = read_history(run.history_csv)
+    if not rows:
+        out.print("no epochs recorded yet (history.csv is missing or empty)")
+        return
+    out.print(_history_table(columns, rows, best_epoch))
+    out.print(_curves_table(columns, rows))
+    png = write_curves_png(run, columns, rows)
+    out.print(f"curves written to {png}", markup=False)
+
+
+def _last_evaluation(run: RunDir) -> tuple[str, list[tuple[str, str]]] | None:
+    """The latest `trainrun evaluate` result, if eval.json is there and readable."""
+    path = run.path / "eval.json"
+    if not path.is_file():
+        return None
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+        metrics = dict(result["metrics"])
+        title = (
+            f"evaluation ({result.get('checkpoint', '?')} on {result.get('split', '?')}, "
+            f"{result.get('evaluated', '?')})"
+        )
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+        return "evaluation", [("eval.json", f"unreadable: {exc}")]
+    return title, [(k, fmt_value(v)) for k, v in metrics.items()]
+
+
+def _history_table(
+    columns: list[str], rows: list[dict[str, float]], best_epoch: int | None
+) -> Table:
+    shown = [c for c in columns if c != "epoch" and (c != "learning_rate" or lr_changed(rows))]
+    if "learning_rate" in columns and not lr_changed(rows):
+        title_lr = f"; learning_rate {fmt_value(rows[0]['learning_rate'])} throughout"
+    else:
+        title_lr = ""
+    table = Table(
+        title=f"history (* best epoch{title_lr})", title_justify="left", header_style="bold"
+    )
+    table.add_column("epoch", justify="right", no_wrap=True)
+    for col in shown:
+        table.add_column(col.replace("_", " "), justify="right")
+    for row in _shown_rows(rows, best_epoch):
+        if row is None:
+            table.add_row("…", *["…" for _ in shown])
+            continue
+        epoch = int(row["epoch"]) + 1
+        mark = " *" if epoch == best_epoch else ""
+        cells = [fmt_value(row[c]) if c in row else "-" for c in shown]
+        table.add_row(f"{epoch}{mark}", *cells, style="bold" if mark else None)
+    return table
+
+
+def _curves_table(columns: list[str], rows: list[dict[str, float]]) -> Table:
+    table = Table(title="curves", title_justify="left", box=None, padding=(0, 2))
+    table.add_column("series", overflow="fold")
+    table.add_column("curve", no_wrap=True, min_width=min(40, len(rows)))
+    for name in ("first", "last", "min", "max"):
+        table.add_column(name, no_wrap=True, justify="right")
+    keys = [k for pair in series_of(columns, rows) for k in pair if k]
+    if lr_changed(rows):
+        keys.append("learning_rate")
+    for key in keys:
+        values = _values(rows, key)
+        finite = [v for v in values if math.isfinite(v)] or [math.nan]
+        table.add_row(
+            key,
+            sparkline(values),
+            fmt_value(values[0]),
+            fmt_value(values[-1]),
+            fmt_value(min(finite)),
+            fmt_value(max(finite)),
+        )
+    return table

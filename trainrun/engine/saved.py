@@ -1,0 +1,274 @@
+"""A run's saved models: which file `--checkpoint best|last|PATH` means, and loading it.
+
+`last` is model.keras, the final model fit writes (best weights when
+EarlyStopping restored them). `best` is the best file a ModelCheckpoint of the
+run's config wrote, chosen by the first rule that applies:
+
+1. ``save_best_only: true``: every file was an improvement when it was written,
+   so the newest one (highest ``{epoch}`` in its name, else latest mtime);
+2. the monitored value is in the file name (``{val_loss:.2f}``): the best value
+   (lowest, or highest for accuracy-like monitors or ``mode: max``), the later
+   epoch on a tie;
+3. the epoch is in the file name and history.csv has the monitor: the file of
+   the best epoch in history.csv;
+4. otherwise the newest file, with a note that it may not be the best.
+
+Without a ModelCheckpoint file, `best` falls back to model.keras with a note.
+Weights-only checkpoints (``.weights.h5``) are loaded into model.keras'
+architecture.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import importlib
+import math
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainrun.config import LoadedConfig
+from trainrun.engine.session import monitor_mode
+from trainrun.errors import RunDirError
+from trainrun.registry import config_dir_on_path, split_component
+from trainrun.runs.rundir import RunDir
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    choice: str  # best | last | path
+    note: str = ""
+
+    def shown(self, run: RunDir) -> str:
+        try:
+            return str(self.path.resolve().relative_to(run.path.resolve()))
+        except ValueError:
+            return str(self.path)
+
+
+# ---------------------------------------------------------------- choosing a file
+
+
+def _template_regex(template: str) -> tuple[str, re.Pattern[str], list[str]]:
+    """'ck/e{epoch:02d}-{val_loss:.2f}.keras' -> (glob, regex with groups, field names)."""
+    pattern, globbed, fields = "", "", []
+    for literal, field, _spec, _conv in string.Formatter().parse(template):
+        pattern += re.escape(literal)
+        globbed += glob.escape(literal)
+        if field is not None:
+            pattern += f"(?P<f{len(fields)}>.+?)"
+            globbed += "*"
+            fields.append(field)
+    return globbed, re.compile(pattern + r"\Z"), fields
+
+
+def _history_values(run: RunDir, monitor: str) -> dict[int, float]:
+    """1-based epoch -> monitored value, from history.csv (epoch column is 0-based)."""
+    if not run.history_csv.is_file():
+        return {}
+    out: dict[int, float] = {}
+    with run.history_csv.open(newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            try:
+                out[int(row["epoch"]) + 1] = float(row[monitor])
+            except (KeyError, TypeError, ValueError):
+                continue
+    return out
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _pick_from_callback(run: RunDir, args: dict[str, Any]) -> tuple[Path, str] | None:
+    """The best file one ModelCheckpoint wrote, and how it was chosen; None if it wrote none."""
+    template = str(args.get("filepath", ""))
+    if not template:
+        return None
+    if not Path(template).is_absolute():
+        template = str(run.path / template)
+    globbed, regex, fields = _template_regex(template)
+    matches = []
+    for name in glob.glob(globbed):
+        m = regex.match(name)
+        if m and Path(name).is_file():
+            matches.append((Path(name), {fields[i]: v for i, v in enumerate(m.groups())}))
+    if not matches:
+        return None
+    monitor = str(args.get("monitor", "val_loss"))
+    mode = str(args.get("mode", "auto"))
+    sign = 1.0 if (mode if mode in ("min", "max") else monitor_mode(monitor)) == "min" else -1.0
+
+    def epoch_of(values: dict[str, str]) -> float:
+        return _number(values.get("epoch", "")) or 0.0
+
+    def newest(item: tuple[Path, dict[str, str]]) -> tuple[float, float]:
+        return (epoch_of(item[1]), item[0].stat().st_mtime)
+
+    if args.get("save_best_only"):
+        return max(matches, key=newest)[0], "newest file of a save_best_only ModelCheckpoint"
+    scored = [(p, _number(v[monitor])) for p, v in matches if monitor in v]
+    scored = [(p, s) for p, s in scored if s is not None]
+    if scored:
+        path = min(scored, key=lambda ps: (sign * ps[1], -ps[0].stat().st_mtime))[0]
+        return path, f"best {monitor} in the file names"
+    history = _history_values(run, monitor)
+    by_epoch = [(p, history.get(int(epoch_of(v)))) for p, v in matches if "epoch" in v]
+    by_epoch = [(p, s) for p, s in by_epoch if s is not None and math.isfinite(s)]
+    if by_epoch:
+        path = min(by_epoch, key=lambda ps: sign * ps[1])[0]
+        return path, f"the file of the best {monitor} epoch in history.csv"
+    return (
+        max(matches, key=newest)[0],
+        f"newest file; its name has no {monitor} or epoch to compare, so it may not be the best",
+    )
+
+
+def _checkpoint_callbacks(loaded: LoadedConfig) -> list[dict[str, Any]]:
+    out = []
+    for item in loaded.config.callbacks:
+        name, args = split_component(item)
+        if name.rsplit(":", 1)[-1].rsplit(".", 1)[-1] == "ModelCheckpoint":
+            out.append(args)
+    return out
+
+
+def best_checkpoint(run: RunDir, loaded: LoadedConfig) -> Checkpoint:
+    for args in _checkpoint_callbacks(loaded):
+        picked = _pick_from_callback(run, args)
+        if picked is not None:
+            return Checkpoint(picked[0], "best", f"best checkpoint: {picked[1]}")
+    reason = (
+        "its ModelCheckpoint wrote no file yet"
+        if _checkpoint_callbacks(loaded)
+        else "its config has no ModelCheckpoint"
+    )
+    if not run.model_file.is_file():
+        raise RunDirError(
+            f"run {run.id} has no checkpoint ({reason}) and no model.keras "
+            f"(status {_status(run)}); `trainrun resume {run.id}` finishes it"
+        )
+    return Checkpoint(run.model_file, "best", f"no best checkpoint ({reason}); using model.keras")
+
+
+def _status(run: RunDir) -> str:
+    try:
+        return str(run.read_info().get("status", "unknown"))
+    except RunDirError:
+        return "unknown"
+
+
+def choose_checkpoint(run: RunDir, loaded: LoadedConfig, which: str) -> Checkpoint:
+    """`--checkpoint best|last|PATH` -> the file to load. Raises RunDirError if missing."""
+    if which == "best":
+        return best_checkpoint(run, loaded)
+    if which == "last":
+        if not run.model_file.is_file():
+            others = sorted(p.name for p in run.checkpoints.glob("*") if p.is_file())
+            hint = (
+                f"; its checkpoints: {', '.join(others[:5])} (--checkpoint best)"
+                if others
+                else f"; `trainrun resume {run.id}` finishes it"
+            )
+            raise RunDirError(
+                f"run {run.id} has no model.keras (status {_status(run)}, or outputs.final_model "
+                f"is off){hint}"
+            )
+        return Checkpoint(run.model_file, "last")
+    given = Path(which).expanduser()
+    candidates = [given] if given.is_absolute() else [run.path / given, Path.cwd() / given]
+    found = next((p for p in candidates if p.is_file()), None)
+    if found is None:
+        looked = " or ".join(str(p) for p in candidates)
+        raise RunDirError(
+            f"--checkpoint {which}: no such file (looked for {looked}); "
+            "give best, last or a .keras file"
+        )
+    if not (found.name.endswith(".keras") or found.name.endswith(".weights.h5")):
+        raise RunDirError(
+            f"--checkpoint {which}: expected a .keras model file (or a .weights.h5 file of "
+            f"this run's model), got {found.name}"
+        )
+    return Checkpoint(found, "path")
+
+
+# ---------------------------------------------------------------- loading
+
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def _import_paths(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value] if _IMPORT_PATH.match(value) else []
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in (*_import_paths(k), *_import_paths(v))]
+    if isinstance(value, list):
+        return [p for v in value for p in _import_paths(v)]
+    return []
+
+
+def _import_custom_modules(loaded: LoadedConfig) -> list[str]:
+    """Import the modules the model and compile sections name, so that objects they
+    register with keras.saving.register_keras_serializable are known when loading.
+    Returns the ones that failed, for the error message if loading fails."""
+    sections = loaded.config.model_dump(include={"model", "compile"})
+    failed = []
+    for spec in dict.fromkeys(_import_paths(sections)):
+        module = spec.partition(":")[0]
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            failed.append(f"{module} ({exc})")
+    return failed
+
+
+def load_model(run: RunDir, loaded: LoadedConfig, checkpoint: Checkpoint) -> Any:
+    """The keras.Model saved in `checkpoint`, compiled as it was trained."""
+    import keras
+
+    with config_dir_on_path(loaded.base_dir):
+        failed = _import_custom_modules(loaded)
+        try:
+            if checkpoint.path.name.endswith(".weights.h5"):
+                if not run.model_file.is_file():
+                    raise RunDirError(
+                        f"{checkpoint.shown(run)} holds weights only, and the run has no "
+                        "model.keras to load them into"
+                    )
+                model = keras.saving.load_model(run.model_file)
+                model.load_weights(checkpoint.path)
+            else:
+                model = keras.saving.load_model(checkpoint.path)
+        except RunDirError:
+            raise
+        except Exception as exc:  # a damaged file, a custom object that is gone
+            text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            extra = f"; these modules of the config failed to import: {', '.join(failed)}"
+            raise RunDirError(
+                f"cannot load {checkpoint.path}: {type(exc).__name__}: {text}"
+                + (extra if failed else "")
+            ) from exc
+    return model
+
+
+def model_inputs(model: Any) -> list[tuple[str, tuple]]:
+    """(name, shape with None for the batch) of each model input, in the model's order."""
+    return [(t.name, tuple(t.shape)) for t in model.inputs]
+
+
+def output_names(model: Any) -> list[str]:
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    if len(model.outputs) == 1 and model.layers:
+        return [model.layers[-1].name]
+    return [f"output_{i}" for i in range(len(model.outputs))]
