@@ -14,7 +14,10 @@ from trainrun.registry import check_params, import_object, resolve_callback_clas
 
 # Arguments that name a file or directory; relative ones go inside the run dir.
 _PATH_ARGS = ("filepath", "filename", "log_dir", "backup_dir", "directory")
-DEFAULT_PATHS = {"CSVLogger": ("filename", "history.csv"), "TensorBoard": ("log_dir", "tensorboard")}
+DEFAULT_PATHS = {
+    "CSVLogger": ("filename", "history.csv"),
+    "TensorBoard": ("log_dir", "tensorboard"),
+}
 
 
 def _lr_schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
@@ -26,21 +29,26 @@ def _lr_schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
                 "import path module:function",
                 path,
             )
-        return import_object(value, base_dir=loaded.base_dir, what="schedule function", path=format_path(path))
+        return import_object(
+            value, base_dir=loaded.base_dir, what="schedule function", path=format_path(path)
+        )
     if not isinstance(value, dict) or len(value) != 1:
         raise loaded.error(
             f"schedule must be one of {', '.join(SCHEDULES)} with its arguments, e.g. "
             "{piecewise: {boundaries: [10], values: [0.001, 0.0001]}}, or module:function",
             path,
         )
-    (kind, args), = value.items()
+    ((kind, args),) = value.items()
     if kind not in SCHEDULES:
         raise loaded.error(
-            f"unknown schedule '{kind}'" + (did_you_mean(kind, SCHEDULES) or f"; known: {', '.join(SCHEDULES)}"),
+            f"unknown schedule '{kind}'"
+            + (did_you_mean(kind, SCHEDULES) or f"; known: {', '.join(SCHEDULES)}"),
             (*path, kind),
         )
     try:
-        check_params(SCHEDULES[kind], args or {}, what=f"schedule '{kind}'", path=format_path((*path, kind)))
+        check_params(
+            SCHEDULES[kind], args or {}, what=f"schedule '{kind}'", path=format_path((*path, kind))
+        )
         return SCHEDULES[kind](**(args or {}))
     except ConfigError as exc:
         raise exc.locate(file=loaded.file, line=loaded.line_of((*path, kind))) from None
@@ -60,10 +68,14 @@ def _place(args: dict[str, Any], run_dir: Path) -> None:
 
 def callback_specs(loaded: LoadedConfig) -> list[tuple[str, dict[str, Any], tuple]]:
     """(name, args, key path) for every listed callback, in order."""
-    return [(*split_component(item), ("callbacks", i)) for i, item in enumerate(loaded.config.callbacks)]
+    return [
+        (*split_component(item), ("callbacks", i)) for i, item in enumerate(loaded.config.callbacks)
+    ]
 
 
-def build_callbacks(loaded: LoadedConfig, run_dir: Path, *, resuming: bool = False) -> list[keras.callbacks.Callback]:
+def build_callbacks(
+    loaded: LoadedConfig, run_dir: Path, *, resuming: bool = False
+) -> list[keras.callbacks.Callback]:
     """The user's callbacks in order, plus the CSV log and TensorBoard every run gets."""
     out: list[keras.callbacks.Callback] = []
     listed: set[str] = set()
@@ -90,7 +102,10 @@ def build_callbacks(loaded: LoadedConfig, run_dir: Path, *, resuming: bool = Fal
         except ConfigError:
             raise
         except Exception as exc:
-            raise loaded.error(f"callback '{name}' rejected its arguments: {type(exc).__name__}: {exc}", (*path, name)) from None
+            raise loaded.error(
+                f"callback '{name}' rejected its arguments: {type(exc).__name__}: {exc}",
+                (*path, name),
+            ) from None
     outputs = loaded.config.outputs
     if outputs.history and "CSVLogger" not in listed:
         out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming))

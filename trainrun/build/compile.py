@@ -22,12 +22,14 @@ def _schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
         return value
     if len(value) != 1:
         raise loaded.error("a learning-rate schedule is one 'Name: {args}' entry", path)
-    (name, args), = value.items()
+    ((name, args),) = value.items()
     cls = getattr(keras.optimizers.schedules, name, None)
     if cls is None or not isinstance(cls, type):
         raise _located(
             loaded,
-            UnknownNameError("learning-rate schedule", name, catalog.names("schedule"), path=_fmt((*path, name))),
+            UnknownNameError(
+                "learning-rate schedule", name, catalog.names("schedule"), path=_fmt((*path, name))
+            ),
             path,
         )
     try:
@@ -46,7 +48,11 @@ def _fmt(path: tuple) -> str:
 
 
 def _optimizer_names() -> list[str]:
-    return [n for n in catalog.names("optimizer") if n[0].isupper() and n not in ("Optimizer", "LossScaleOptimizer")]
+    return [
+        n
+        for n in catalog.names("optimizer")
+        if n[0].isupper() and n not in ("Optimizer", "LossScaleOptimizer")
+    ]
 
 
 def build_optimizer(loaded: LoadedConfig) -> keras.optimizers.Optimizer:
@@ -62,11 +68,15 @@ def build_optimizer(loaded: LoadedConfig) -> keras.optimizers.Optimizer:
             known = _optimizer_names()
             raise _located(
                 loaded,
-                UnknownNameError("optimizer", name, known + [n.lower() for n in known], path=_fmt(path)),
+                UnknownNameError(
+                    "optimizer", name, known + [n.lower() for n in known], path=_fmt(path)
+                ),
                 path,
             ) from None
     if "learning_rate" in args:
-        args["learning_rate"] = _schedule(args["learning_rate"], loaded, (*path, name, "learning_rate"))
+        args["learning_rate"] = _schedule(
+            args["learning_rate"], loaded, (*path, name, "learning_rate")
+        )
     try:
         check_params(cls, args, what=f"optimizer '{name}'", path=_fmt((*path, name)))
         return cls(**args)
@@ -94,13 +104,23 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
     except (ValueError, TypeError):
         found = None
     if found is None:
-        known = [n for n in catalog.names(kind) if n not in ("deserialize", "serialize", "get", "Loss", "Metric", "Reduction")]
+        known = [
+            n
+            for n in catalog.names(kind)
+            if n not in ("deserialize", "serialize", "get", "Loss", "Metric", "Reduction")
+        ]
         raise _located(loaded, UnknownNameError(kind, name, known, path=_fmt(path)), path) from None
     if isinstance(spec, str):
         return name  # Keras resolves aliases such as 'accuracy' against the model's outputs itself
-    cls = found if isinstance(found, type) else getattr(keras.losses if kind == "loss" else keras.metrics, name, None)
+    cls = (
+        found
+        if isinstance(found, type)
+        else getattr(keras.losses if kind == "loss" else keras.metrics, name, None)
+    )
     if not isinstance(cls, type):
-        raise loaded.error(f"'{name}' is a function and takes no arguments; write it as a bare name", path)
+        raise loaded.error(
+            f"'{name}' is a function and takes no arguments; write it as a bare name", path
+        )
     try:
         check_params(cls, args, what=f"{kind} '{name}'", path=_fmt((*path, name)))
         return cls(**args)
@@ -120,7 +140,8 @@ def _check_output_keys(value: dict, outputs: list[str], loaded: LoadedConfig, pa
             from trainrun.errors import did_you_mean
 
             raise loaded.error(
-                f"'{key}' is not an output of the model" + (did_you_mean(key, outputs) or "")
+                f"'{key}' is not an output of the model"
+                + (did_you_mean(key, outputs) or "")
                 + f"; outputs are: {', '.join(outputs)}",
                 (*path, key),
             )
@@ -140,24 +161,36 @@ def compile_args(loaded: LoadedConfig, model: keras.Model) -> dict[str, Any]:
 
     loss = c.loss
     if loss is None:
-        raise loaded.error("compile needs a 'loss', e.g. loss: sparse_categorical_crossentropy", ("compile",))
+        raise loaded.error(
+            "compile needs a 'loss', e.g. loss: sparse_categorical_crossentropy", ("compile",)
+        )
     if isinstance(loss, dict) and multi and len(loss) > 1 or _per_output(loss, outputs):
         _check_output_keys(loss, outputs, loaded, ("compile", "loss"))
-        args["loss"] = {k: _object("loss", v, loaded, ("compile", "loss", k)) for k, v in loss.items()}
+        args["loss"] = {
+            k: _object("loss", v, loaded, ("compile", "loss", k)) for k, v in loss.items()
+        }
     else:
         args["loss"] = _object("loss", loss, loaded, ("compile", "loss"))
 
     metrics = c.metrics
     if isinstance(metrics, dict):
         if not multi:
-            raise loaded.error("metrics per output need a model with several outputs; give a list", ("compile", "metrics"))
+            raise loaded.error(
+                "metrics per output need a model with several outputs; give a list",
+                ("compile", "metrics"),
+            )
         _check_output_keys(metrics, outputs, loaded, ("compile", "metrics"))
         args["metrics"] = {
-            k: [_object("metric", m, loaded, ("compile", "metrics", k, i)) for i, m in enumerate(v if isinstance(v, list) else [v])]
+            k: [
+                _object("metric", m, loaded, ("compile", "metrics", k, i))
+                for i, m in enumerate(v if isinstance(v, list) else [v])
+            ]
             for k, v in metrics.items()
         }
     elif metrics:
-        args["metrics"] = [_object("metric", m, loaded, ("compile", "metrics", i)) for i, m in enumerate(metrics)]
+        args["metrics"] = [
+            _object("metric", m, loaded, ("compile", "metrics", i)) for i, m in enumerate(metrics)
+        ]
 
     if c.loss_weights is not None:
         if isinstance(c.loss_weights, dict):

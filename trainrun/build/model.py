@@ -15,8 +15,12 @@ from trainrun.registry import check_params, import_object, is_import_path, split
 def _to_keras_config(value: Any) -> Any:
     """Nested '{LSTM: {units: 8}}' arguments -> Keras' serialized form for from_config."""
     if isinstance(value, dict) and len(value) == 1:
-        (name, args), = value.items()
-        if isinstance(name, str) and name in catalog.names("layer") and isinstance(args, dict | None):
+        ((name, args),) = value.items()
+        if (
+            isinstance(name, str)
+            and name in catalog.names("layer")
+            and isinstance(args, dict | None)
+        ):
             return {"class_name": name, "config": dict(args or {}), "module": "keras.layers"}
     return value
 
@@ -45,7 +49,9 @@ def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | Non
     try:
         check_params(cls, args, what=f"layer '{layer_name}'", path=f"{where}.{layer_name}")
     except ConfigError as exc:
-        raise exc.locate(file=loaded.file, line=loaded.line_of((*path, layer_name, *exc.path.split(".")[-1:]))) from None
+        raise exc.locate(
+            file=loaded.file, line=loaded.line_of((*path, layer_name, *exc.path.split(".")[-1:]))
+        ) from None
     config = {k: _to_keras_config(v) for k, v in args.items()}
     try:
         return keras.layers.deserialize(
@@ -57,7 +63,10 @@ def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | Non
 
 def _sequential(loaded: LoadedConfig) -> keras.Model:
     items = loaded.config.model.layers or []
-    built = [build_layer(spec, loaded=loaded, path=("model", "layers", i)) for i, spec in enumerate(items)]
+    built = [
+        build_layer(spec, loaded=loaded, path=("model", "layers", i))
+        for i, spec in enumerate(items)
+    ]
     name = loaded.config.model.name or loaded.config.name
     try:
         return keras.Sequential(built, name=_safe_name(name))
@@ -85,7 +94,10 @@ def _functional(loaded: LoadedConfig) -> keras.Model:
     for i, node in enumerate(m.graph or []):
         where = ("model", "graph", i)
         if node.name in tensors:
-            raise loaded.error(f"name '{node.name}' is used twice; each graph node needs its own name", (*where, "name"))
+            raise loaded.error(
+                f"name '{node.name}' is used twice; each graph node needs its own name",
+                (*where, "name"),
+            )
         names = [node.input] if isinstance(node.input, str) else list(node.input)
         for ref in names:
             if ref not in tensors:
@@ -105,18 +117,27 @@ def _functional(loaded: LoadedConfig) -> keras.Model:
     out_names = [m.outputs] if isinstance(m.outputs, str) else list(m.outputs or [])
     for ref in out_names:
         if ref not in tensors:
-            raise loaded.error(f"output '{ref}' is not a graph node; nodes: {', '.join(tensors)}", ("model", "outputs"))
+            raise loaded.error(
+                f"output '{ref}' is not a graph node; nodes: {', '.join(tensors)}",
+                ("model", "outputs"),
+            )
     model_inputs: Any = inputs if len(inputs) > 1 else next(iter(inputs.values()))
-    model_outputs: Any = {n: tensors[n] for n in out_names} if len(out_names) > 1 else tensors[out_names[0]]
+    model_outputs: Any = (
+        {n: tensors[n] for n in out_names} if len(out_names) > 1 else tensors[out_names[0]]
+    )
     try:
-        return keras.Model(model_inputs, model_outputs, name=_safe_name(m.name or loaded.config.name))
+        return keras.Model(
+            model_inputs, model_outputs, name=_safe_name(m.name or loaded.config.name)
+        )
     except (TypeError, ValueError) as exc:
         raise loaded.error(f"the graph does not form a model: {exc}", ("model", "graph")) from None
 
 
 def _builder(loaded: LoadedConfig) -> keras.Model:
     b = loaded.config.model.builder
-    fn = import_object(b.factory, base_dir=loaded.base_dir, what="model builder", path="model.builder.factory")
+    fn = import_object(
+        b.factory, base_dir=loaded.base_dir, what="model builder", path="model.builder.factory"
+    )
     check_params(fn, b.args, what=f"model builder '{b.factory}'", path="model.builder.args")
     model = fn(**b.args)
     if not isinstance(model, keras.Model):
@@ -134,7 +155,9 @@ def _from_file(loaded: LoadedConfig) -> keras.Model:
     try:
         return keras.saving.load_model(path, compile=False)
     except Exception as exc:
-        raise loaded.error(f"cannot load {path.name}: {type(exc).__name__}: {exc}", ("model", "path")) from None
+        raise loaded.error(
+            f"cannot load {path.name}: {type(exc).__name__}: {exc}", ("model", "path")
+        ) from None
 
 
 def build_model(loaded: LoadedConfig) -> keras.Model:

@@ -212,7 +212,9 @@ class Session:
             keeper.carry = (self.snapshot.meta.get("callbacks", []), self.snapshot.arrays)
             if self.start_step:
                 keeper.pending_metrics = self.snapshot.arrays
-        progress = ProgressBridge(self.reporter, epochs, self.steps_per_epoch, self.start_step, self.timing)
+        progress = ProgressBridge(
+            self.reporter, epochs, self.steps_per_epoch, self.start_step, self.timing
+        )
         all_callbacks = [LearningRateLogger(), *self.callbacks, progress, keeper]
         validation = self._validation_data()
         fit_kw = {

@@ -85,7 +85,9 @@ class RunDir:
             except FileExistsError:
                 continue
             except OSError as exc:
-                raise RunDirError(f"cannot create a run directory in {runs_dir}: {exc.strerror}") from None
+                raise RunDirError(
+                    f"cannot create a run directory in {runs_dir}: {exc.strerror}"
+                ) from None
         raise RunDirError(f"cannot find a free run directory name in {runs_dir}")
 
     @classmethod
@@ -108,7 +110,9 @@ class RunDir:
                     )
         if not path.exists():
             where = f" (nor in {runs_dir})" if runs_dir else ""
-            raise RunDirError(f"run directory not found: {ref}{where}; `trainrun runs` lists the runs")
+            raise RunDirError(
+                f"run directory not found: {ref}{where}; `trainrun runs` lists the runs"
+            )
         if not path.is_dir():
             raise RunDirError(f"{ref} is a file, not a run directory; give runs/<id>")
         run = cls(path)
