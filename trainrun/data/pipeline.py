@@ -31,6 +31,29 @@ def _structure(split: ArraySplit) -> tuple:
     return parts
 
 
+def _permutation(n: int, shuffle: bool, seed: int, pass_index: tf.Tensor) -> tf.Tensor:
+    """The sample order of one pass: a stateless shuffle keyed by (seed, pass)."""
+    indices = tf.range(n, dtype=tf.int64)
+    if shuffle:
+        key = tf.stack([tf.constant(seed, tf.int64), tf.cast(pass_index, tf.int64)])
+        indices = tf.random.experimental.stateless_shuffle(indices, seed=key)
+    return indices
+
+
+def _index_batches(indices: tf.Tensor, n: int, batch_size: int) -> tf.data.Dataset:
+    """One pass's order cut into batches of indices, the last one possibly short.
+
+    Reshaping the full batches at once (as Keras' ArrayDataAdapter does) gives a
+    better memory access pattern than slicing batch by batch.
+    """
+    full = n // batch_size
+    head = tf.reshape(indices[: full * batch_size], [full, batch_size])
+    ds = tf.data.Dataset.from_tensor_slices(head)
+    if n - full * batch_size:
+        ds = ds.concatenate(tf.data.Dataset.from_tensors(indices[full * batch_size :]))
+    return ds
+
+
 def batches(
     split: ArraySplit,
     *,
@@ -48,31 +71,16 @@ def batches(
     """
     n = len(split)
     per_pass = steps_per_pass(split, batch_size)
-    full = n // batch_size
-    partial = n - full * batch_size
     first_pass, skip = divmod(start_batch, per_pass)
-    seed_t = tf.constant(seed, tf.int64)
-
-    def permutation(p: tf.Tensor) -> tf.Tensor:
-        indices = tf.range(n, dtype=tf.int64)
-        if shuffle:
-            indices = tf.random.experimental.stateless_shuffle(indices, seed=tf.stack([seed_t, p]))
-        return indices
-
-    def batch_indices(indices: tf.Tensor) -> tf.data.Dataset:
-        head = tf.reshape(indices[: full * batch_size], [full, batch_size])
-        ds = tf.data.Dataset.from_tensor_slices(head)
-        if partial:
-            ds = ds.concatenate(tf.data.Dataset.from_tensors(indices[full * batch_size :]))
-        return ds
-
     last = _FOREVER if repeat else first_pass + 1
     index_ds = (
-        tf.data.Dataset.range(first_pass, last).map(permutation).prefetch(1).flat_map(batch_indices)
+        tf.data.Dataset.range(first_pass, last)
+        .map(lambda p: _permutation(n, shuffle, seed, p))
+        .prefetch(1)
+        .flat_map(lambda indices: _index_batches(indices, n, batch_size))
     )
     if skip:
         index_ds = index_ds.skip(skip)
-
     ds = _gather(split, index_ds, scale)
     if not repeat:
         ds = ds.apply(tf.data.experimental.assert_cardinality(per_pass - skip))
@@ -135,24 +143,10 @@ def epoch_batches(
     `batches` without rebuilding the pipeline.
     """
     n = len(split)
+    index_ds = (
+        tf.data.Dataset.range(1)
+        .map(lambda _: _permutation(n, shuffle, seed, epoch_var.read_value()))
+        .flat_map(lambda indices: _index_batches(indices, n, batch_size))
+    )
     per_pass = steps_per_pass(split, batch_size)
-    full = n // batch_size
-    seed_t = tf.constant(seed, tf.int64)
-
-    def permutation(_: tf.Tensor) -> tf.Tensor:
-        indices = tf.range(n, dtype=tf.int64)
-        if shuffle:
-            indices = tf.random.experimental.stateless_shuffle(
-                indices, seed=tf.stack([seed_t, epoch_var.read_value()])
-            )
-        return indices
-
-    def batch_indices(indices: tf.Tensor) -> tf.data.Dataset:
-        head = tf.reshape(indices[: full * batch_size], [full, batch_size])
-        ds = tf.data.Dataset.from_tensor_slices(head)
-        if n - full * batch_size:
-            ds = ds.concatenate(tf.data.Dataset.from_tensors(indices[full * batch_size :]))
-        return ds
-
-    index_ds = tf.data.Dataset.range(1).map(permutation).flat_map(batch_indices)
     return _gather(split, index_ds, scale).apply(tf.data.experimental.assert_cardinality(per_pass))
