@@ -100,6 +100,28 @@ def summarize(results: list[dict]) -> dict:
     }
 
 
+def startup(env: dict, repeats: int) -> None:
+    """Commands that must not import TensorFlow: their whole-process wall time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        bad = Path(tmp) / "bad.yaml"
+        bad.write_text("model: {layers: [Dense]}\ncallbacks: [{EarlyStopping: {patiance: 2}}]\n")
+        commands = {
+            "trainrun --help": ["--help"],
+            "trainrun callbacks": ["callbacks"],
+            "trainrun runs": ["runs", "--runs-dir", tmp],
+            "config error": ["fit", str(bad), "--runs-dir", tmp],
+        }
+        print(f"{'startup (no TensorFlow)':31} {'median (s)':>10}")
+        for label, args in commands.items():
+            times = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                subprocess.run([sys.executable, "-m", "trainrun", *args], env=env, capture_output=True)
+                times.append(time.perf_counter() - t0)
+            print(f"{label:31} {statistics.median(times):10.3f}")
+        print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -111,6 +133,7 @@ def main() -> None:
     if not env.get("TRAINRUN_DATA_DIR"):
         env["TRAINRUN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
     print(f"{os.cpu_count()} CPUs, {args.repeats} alternating repeats, medians\n")
+    startup(env, max(args.repeats, 3))
     header = f"{'workload':8} {'measure':22} {'keras':>10} {'trainrun':>10} {'ratio':>7}"
     print(header)
     print("-" * len(header))
