@@ -254,3 +254,19 @@ def test_history_columns_are_numbers(tmp_path):
         for row in csv.DictReader(f):
             for value in row.values():
                 float(value)
+
+
+def test_listed_callbacks_write_inside_the_run_dir(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        (CONFIGS / "mnist_mlp.yaml").read_text()
+        + "callbacks:\n"
+        + "  - CSVLogger: {filename: logs/mine.csv}\n"
+        + "  - TensorBoard: {log_dir: tb}\n"
+        + "  - ModelCheckpoint: {filepath: 'ckpt/w-{epoch:02d}.weights.h5', save_weights_only: true}\n"
+    )
+    run, _ = fit(cfg, tmp_path)
+    assert (run / "logs" / "mine.csv").read_text() == (run / "history.csv").read_text()
+    assert list((run / "tb" / "train").glob("events*"))
+    assert not (run / "tensorboard").exists()  # the listed TensorBoard replaces the default
+    assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["w-01.weights.h5", "w-02.weights.h5"]

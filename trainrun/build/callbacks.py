@@ -107,7 +107,11 @@ def build_callbacks(
                 (*path, name),
             ) from None
     outputs = loaded.config.outputs
-    if outputs.history and "CSVLogger" not in listed:
+    history = str(run_dir / "history.csv")
+    writes_history = any(getattr(cb, "filename", None) == history for cb in out)
+    if outputs.history and not writes_history:
+        # history.csv is the run's record (show, runs, resume read it), so it is
+        # written even when a listed CSVLogger logs to another file as well.
         out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming))
     if outputs.tensorboard and "TensorBoard" not in listed:
         out.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))

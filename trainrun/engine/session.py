@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -149,7 +150,9 @@ class Session:
         self.history = [row for row in snap.meta.get("history", []) if row["epoch"] < snap.epoch]
         self.start_epoch, self.start_step = snap.epoch, snap.step
         self.snapshot = snap
-        _truncate_csv(self.run.history_csv, snap.epoch)
+        for cb in self.callbacks:  # history.csv and any other CSVLogger file
+            if isinstance(cb, keras.callbacks.CSVLogger):
+                _truncate_csv(Path(cb.filename), snap.epoch)
         return True
 
     # ------------------------------------------------------------ datasets
