@@ -26,7 +26,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
@@ -128,7 +128,11 @@ class Reporter:
                 TimeElapsedColumn(),
                 TextColumn("eta"),
                 TimeRemainingColumn(),
-                TextColumn("{task.fields[metrics]}"),
+                # Metrics take what width is left and are cut, never the bars.
+                TextColumn(
+                    "{task.fields[metrics]}",
+                    table_column=Column(ratio=1, no_wrap=True, overflow="ellipsis"),
+                ),
                 console=self.console,
                 transient=False,
                 refresh_per_second=5,

@@ -96,17 +96,19 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
 
 
 def steps_per_execution(loaded: LoadedConfig, steps_per_epoch: int | None) -> int:
-    """'auto': up to 128 steps per call into TensorFlow, fewer for short epochs.
+    """'auto': up to 128 steps per call into TensorFlow, and at least 8 calls an epoch.
 
     Larger values amortise Python and dispatch overhead (the big win on small
-    models); callbacks' batch hooks then run once per execution.
+    models); callbacks' batch hooks, the progress display and mid-epoch state
+    saves then happen once per execution, so an epoch keeps a few of them.
     """
     spe = loaded.config.compile.steps_per_execution
     if spe != "auto":
         return int(spe)
     if not steps_per_epoch:
         return 32
+    wanted = max(1, min(128, steps_per_epoch // 8))
     if loaded.config.fit.steps_per_epoch:
         # An iterator that runs across epochs needs executions that end on epoch ends.
-        return max(d for d in range(1, min(128, steps_per_epoch) + 1) if steps_per_epoch % d == 0)
-    return max(1, min(128, steps_per_epoch))
+        return max(d for d in range(1, wanted + 1) if steps_per_epoch % d == 0)
+    return wanted

@@ -304,8 +304,14 @@ class Session:
             )
         rows.append(("time", f"{seconds:.1f}s"))
         rows.append(("run", str(self.run.path)))
-        if outcome.status in ("interrupted", "failed") and self.loaded.config.outputs.state:
-            rows.append(("resume", f"trainrun resume {self.run.path}"))
+        if self.loaded.config.outputs.state:
+            if outcome.status in ("interrupted", "failed"):
+                rows.append(("resume", f"trainrun resume {self.run.path}"))
+            else:
+                more = self.loaded.config.fit.epochs + 10
+                rows.append(("train on", f"trainrun resume {self.run.path} --epochs {more}"))
+        if outcome.status in ("completed", "stopped_early"):
+            rows.append(("evaluate", f"trainrun evaluate {self.run.path}"))
         return rows
 
 
