@@ -156,7 +156,9 @@ class Reporter:
 
     def batch(self, step: int, logs: Mapping[str, Any]) -> None:
         if self._progress is not None:
-            self._progress.update(self._batch_task, completed=step, metrics=fmt_metrics(logs))
+            self._progress.update(
+                self._batch_task, completed=step, metrics=self._fit(fmt_metrics(logs))
+            )
 
     def end_epoch(self, epoch: int, epochs: int, logs: Mapping[str, Any]) -> None:
         seconds = time.perf_counter() - self._epoch_started
@@ -164,11 +166,18 @@ class Reporter:
         if "learning_rate" in logs:
             line += f"  lr {fmt_value(logs['learning_rate'])}"
         if self._progress is not None:
-            self._progress.update(self._epoch_task, completed=epoch + 1, metrics=fmt_metrics(logs))
+            self._progress.update(
+                self._epoch_task, completed=epoch + 1, metrics=self._fit(fmt_metrics(logs))
+            )
             self._progress.console.print(line)
         else:
             self.console.print(line)
         self.to_log(line)
+
+    def _fit(self, text: str) -> str:
+        """Cut metrics to the width the bars leave, so the bars never collapse."""
+        room = max(12, self.console.width - 78)
+        return text if len(text) <= room else text[: room - 1] + "…"
 
     def stop_training(self) -> None:
         if self._progress is not None:

@@ -73,9 +73,10 @@ class ProgressBridge(keras.callbacks.Callback):
         t0 = time.time()
         if "first_step_s" not in self.timing:
             self.timing["first_step_s"] = round(t0 - trainrun.STARTED_AT, 3)
-        self.reporter.batch(
-            self.start_step + batch + 1, {k: _float(v) for k, v in (logs or {}).items()}
-        )
+        step = self.start_step + batch + 1
+        if self.steps:
+            step = min(step, self.steps)  # Keras reports a short last execution as a full one
+        self.reporter.batch(step, {k: _float(v) for k, v in (logs or {}).items()})
         self.timing["progress_s"] = round(self.timing.get("progress_s", 0.0) + time.time() - t0, 4)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
