@@ -332,6 +332,8 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
         "strategy": _strategy_name(strategy),
         "replicas": strategy.num_replicas_in_sync,
         "precision": cfg.precision,
+        # Keras' compile wraps the optimizer in a LossScaleOptimizer for float16.
+        "loss_scaling": cfg.precision == "mixed_float16",
     }
     if device == "cpu":
         devices["forced"] = "cpu"
