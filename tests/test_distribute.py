@@ -117,8 +117,13 @@ def test_gpu_present_but_unusable(monkeypatch):
     monkeypatch.setattr(runtime, "nvidia_gpu_present", lambda: "/dev/nvidia0")
     assert runtime.unusable_gpu_note(["GPU:0"]) is None  # TensorFlow uses it
     monkeypatch.setattr(tf.test, "is_built_with_cuda", lambda: False)
+    monkeypatch.setattr(runtime, "_installed", lambda dist: dist == "tensorflow-cpu")
     note = runtime.unusable_gpu_note([])
     assert "/dev/nvidia0" in note and "CPU-only build" in note and ".[gpu]" in note
+    # The gpu extra installed, but tensorflow-cpu's files were written over the CUDA build.
+    monkeypatch.setattr(runtime, "_installed", lambda dist: True)
+    note = runtime.unusable_gpu_note([])
+    assert f"pip install --force-reinstall --no-deps tensorflow=={tf.__version__}" in note
     monkeypatch.setattr(tf.test, "is_built_with_cuda", lambda: True)
     assert "finds none" in runtime.unusable_gpu_note([])
 

@@ -13,10 +13,12 @@ lets ``model.fit`` do the rest; `keras_compat` holds the one place where Keras
 from __future__ import annotations
 
 import glob
+import importlib.metadata
 import json
 import os
 import platform
 import shutil
+import subprocess
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -194,8 +196,14 @@ def nvidia_gpu_present() -> str | None:
     nodes = sorted(glob.glob("/dev/nvidia[0-9]*"))
     if nodes:
         return nodes[0]
-    if shutil.which("nvidia-smi"):
-        return "nvidia-smi"
+    smi = shutil.which("nvidia-smi")
+    if smi:
+        try:
+            listed = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.SubprocessError):
+            return None
+        if listed.startswith("GPU"):
+            return "nvidia-smi -L: " + listed.splitlines()[0]
     return None
 
 
@@ -207,16 +215,29 @@ def unusable_gpu_note(physical_gpus: list) -> str | None:
     if evidence is None:
         return None
     if not tf.test.is_built_with_cuda():
+        if _installed("tensorflow") and _installed("tensorflow-cpu"):
+            # Both distributions write the `tensorflow` package; the CPU one's files won.
+            fix = f"pip install --force-reinstall --no-deps tensorflow=={tf.__version__}"
+        else:
+            fix = "pip install -e '.[gpu]' (tensorflow[and-cuda])"
         return (
             f"an NVIDIA GPU is present ({evidence}) but the installed TensorFlow "
             f"{tf.__version__} is a CPU-only build, so training runs on the CPU; "
-            "for the GPU: pip install -e '.[gpu]' (tensorflow[and-cuda])"
+            f"for the GPU: {fix}"
         )
     return (
         f"an NVIDIA GPU is present ({evidence}) but TensorFlow finds none (driver or CUDA "
         "libraries not loadable), so training runs on the CPU; see why with: python -c "
         "\"import tensorflow as tf; print(tf.config.list_physical_devices('GPU'))\""
     )
+
+
+def _installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return False
+    return True
 
 
 def _cpu_has_bf16() -> bool:
