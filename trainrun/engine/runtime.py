@@ -301,6 +301,11 @@ def _local_strategy(kind: str, gpus: list, cpus: list, notes: list[str]) -> Any:
                 f"with no GPUs, {LOGICAL_CPUS_ENV}=N splits the CPU into N devices"
             )
         return tf.distribute.MirroredStrategy(devices=devices)
+    if len(cpus) > 1 and not gpus:
+        notes.append(
+            f"{LOGICAL_CPUS_ENV}={len(cpus)} splits the CPU, but distribute: {kind} trains on "
+            "one device; set distribute: mirrored to use them all"
+        )
     return tf.distribute.get_strategy()  # the default, single-device strategy
 
 
