@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -403,3 +404,11 @@ def test_two_workers_train_resume_and_agree(tmp_path, mirrored_run):
     # Same global batch, same data: the two workers train what two local replicas do.
     assert_same_history(chief, mirrored_run)
     assert float(read_history(chief)[-1]["val_sparse_categorical_accuracy"]) > 0.8
+
+    # Workers whose saved states differ refuse to resume, all of them, instead of hanging.
+    shutil.rmtree(worker / "state")
+    for r in run_workers("resume", chief.name, "--epochs", "3", "--runs-dir", runs):
+        assert_clean_error(
+            r, "the workers' saved states differ", "epoch 1, step 0 / epoch 3, step 0"
+        )
+    assert run_info(chief)["epochs_done"] == 2

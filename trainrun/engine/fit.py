@@ -105,8 +105,9 @@ def _check_workers_agree(session: Session) -> None:
         )
     if len(seen) > 1:
         raise RunDirError(
-            f"the workers' saved states differ ({' / '.join(sorted(seen))}); "
-            "resume needs every worker's state from the same step"
+            f"the workers' saved states differ ({' / '.join(sorted(seen))}); resume needs "
+            "every worker's state from the same step: copy the chief's runs/<id>/state/ "
+            "over each worker's runs/<id>/worker-<i>/state/ (synchronised workers save equal states)"
         )
 
 
