@@ -102,10 +102,10 @@ def test_precision_notes(monkeypatch):
     assert "compute capability 7.0" in runtime.precision_note("mixed_float16", [gpu("6.1")])
     assert runtime.precision_note("mixed_bfloat16", [gpu("8.0")]) is None
     assert "8.0 or newer" in runtime.precision_note("mixed_bfloat16", [gpu("7.5")])
-    monkeypatch.setattr(runtime, "_cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(runtime, "_cpu_has_amx", lambda: True)
     assert runtime.precision_note("mixed_bfloat16", []) is None
-    monkeypatch.setattr(runtime, "_cpu_has_bf16", lambda: False)
-    assert "no AVX512-BF16/AMX" in runtime.precision_note("mixed_bfloat16", [])
+    monkeypatch.setattr(runtime, "_cpu_has_amx", lambda: False)
+    assert "this CPU has no AMX" in runtime.precision_note("mixed_bfloat16", [])
 
 
 def test_gpu_present_but_unusable(monkeypatch):
@@ -394,6 +394,8 @@ def test_two_workers_train_resume_and_agree(tmp_path, mirrored_run):
     assert info["devices"]["replicas"] == 2 and info["devices"]["workers"] == 2
     assert info["devices"]["task"] == {"type": "worker", "index": 0, "chief": True}
     assert winfo["devices"]["task"] == {"type": "worker", "index": 1, "chief": False}
+    assert info["id"] == chief.name and winfo["id"] == f"{chief.name}/worker-1"
+    assert "worker 1 of 2 workers" in (worker / "train.log").read_text()
     assert len(info["resumes"]) == 1 and info["epochs_done"] == 2
     # The chief's run directory holds only the chief's files and the worker's folder.
     assert sorted(p.name for p in chief.iterdir() if p.name.startswith("worker-")) == ["worker-1"]

@@ -19,7 +19,7 @@ from trainrun.runs.rundir import RunDir, now
 
 def _info(session: Session, loaded: LoadedConfig, run: RunDir) -> dict:
     return {
-        "id": run.id,
+        "id": _label(session),
         "status": "running",
         "error": None,
         "created": now(),
@@ -38,11 +38,24 @@ def _info(session: Session, loaded: LoadedConfig, run: RunDir) -> dict:
     }
 
 
+def _label(session: Session) -> str:
+    """The run id; `<id>/worker-1` for a non-chief worker's directory."""
+    run = session.run
+    return run.id if session.rt.is_chief else f"{run.path.parent.name}/{run.id}"
+
+
 def _report_start(reporter: Reporter, session: Session, verb: str) -> None:
     d = session.rt.devices
-    reporter.info(f"[bold]{verb}[/] {session.run.id}  ->  {session.run.path}")
+    reporter.info(f"[bold]{verb}[/] {_label(session)}  ->  {session.run.path}")
+    task = d.get("task")
+    cluster = (
+        f", {task['type']} {task['index']} of {d['workers']} workers"
+        + (" (chief)" if task["chief"] else "")
+        if task
+        else ""
+    )
     reporter.info(
-        f"device {', '.join(d['used'])} ({d['strategy']}, {d['replicas']} replica(s), {d['precision']}); "
+        f"device {', '.join(d['used'])} ({d['strategy']}, {d['replicas']} replica(s){cluster}, {d['precision']}); "
         f"{session.steps_per_epoch or '?'} steps/epoch, {session.spe} per execution, "
         f"jit_compile={session.rt.jit_compile}"
     )
