@@ -269,4 +269,7 @@ def test_listed_callbacks_write_inside_the_run_dir(tmp_path):
     assert (run / "logs" / "mine.csv").read_text() == (run / "history.csv").read_text()
     assert list((run / "tb" / "train").glob("events*"))
     assert not (run / "tensorboard").exists()  # the listed TensorBoard replaces the default
-    assert sorted(p.name for p in (run / "ckpt").iterdir()) == ["w-01.weights.h5", "w-02.weights.h5"]
+    assert sorted(p.name for p in (run / "ckpt").iterdir()) == [
+        "w-01.weights.h5",
+        "w-02.weights.h5",
+    ]

@@ -19,7 +19,7 @@ from trainrun.runs.rundir import RunDir, now
 
 def _info(session: Session, loaded: LoadedConfig, run: RunDir) -> dict:
     return {
-        "id": run.id,
+        "id": _label(session),
         "status": "running",
         "error": None,
         "created": now(),
@@ -38,11 +38,24 @@ def _info(session: Session, loaded: LoadedConfig, run: RunDir) -> dict:
     }
 
 
+def _label(session: Session) -> str:
+    """The run id; `<id>/worker-1` for a non-chief worker's directory."""
+    run = session.run
+    return run.id if session.rt.is_chief else f"{run.path.parent.name}/{run.id}"
+
+
 def _report_start(reporter: Reporter, session: Session, verb: str) -> None:
     d = session.rt.devices
-    reporter.info(f"[bold]{verb}[/] {session.run.id}  ->  {session.run.path}")
+    reporter.info(f"[bold]{verb}[/] {_label(session)}  ->  {session.run.path}")
+    task = d.get("task")
+    cluster = (
+        f", {task['type']} {task['index']} of {d['workers']} workers"
+        + (" (chief)" if task["chief"] else "")
+        if task
+        else ""
+    )
     reporter.info(
-        f"device {', '.join(d['used'])} ({d['strategy']}, {d['replicas']} replica(s), {d['precision']}); "
+        f"device {', '.join(d['used'])} ({d['strategy']}, {d['replicas']} replica(s){cluster}, {d['precision']}); "
         f"{session.steps_per_epoch or '?'} steps/epoch, {session.spe} per execution, "
         f"jit_compile={session.rt.jit_compile}"
     )
@@ -63,6 +76,54 @@ def _finish(reporter: Reporter, session: Session, outcome: Outcome, seconds: flo
     return outcome
 
 
+def _create_run(runs_dir: Path, name: str, rt: runtime.Runtime) -> RunDir:
+    """A new run directory. Under multi-worker training the chief creates
+    runs/<id>/ and every other worker writes its own files, the same set, into
+    runs/<id>/<task>/ (e.g. worker-1/), on whichever filesystem it has."""
+    if not rt.multi_worker:
+        return RunDir.create(runs_dir, name)
+    run = RunDir.create(runs_dir, name) if rt.is_chief else None
+    run_id = rt.agree(run.id if run else "")
+    if run is not None:
+        return run
+    path = runs_dir / run_id / rt.task.name
+    path.mkdir(parents=True, exist_ok=True)
+    return RunDir(path)
+
+
+def _worker_ref(ref: str | Path, runs_dir: Path) -> str | Path:
+    """On a non-chief worker, `trainrun resume runs/<id>` means its own runs/<id>/<task>/."""
+    with contextlib.suppress(TrainrunError):  # a bad TF_CONFIG is reported by setup, if used
+        sub = runtime.worker_subdir(runtime.tf_config_task())
+        if sub:
+            for base in (Path(ref), Path(runs_dir) / str(ref)):
+                if (base / sub / "run.json").is_file():
+                    return base / sub
+    return ref
+
+
+def _check_workers_agree(session: Session) -> None:
+    """All workers must resume from the same step, each from its own saved state."""
+    rt = session.rt
+    if not rt.multi_worker:
+        return
+    own_dir = rt.is_chief or session.run.path.name == rt.task.name
+    here = f"epoch {session.start_epoch + 1}, step {session.start_step}"
+    # Gathered before raising, so that every worker fails instead of waiting on this one.
+    seen = rt.worker_values(here if own_dir else f"no {rt.task.name}/ directory")
+    if not own_dir:
+        raise RunDirError(
+            f"{session.run.path / rt.task.name} not found: a non-chief worker resumes from its "
+            "own directory; run `trainrun resume runs/<id>` on each worker where it trained"
+        )
+    if len(seen) > 1:
+        raise RunDirError(
+            f"the workers' saved states differ ({' / '.join(sorted(seen))}); resume needs "
+            "every worker's state from the same step: copy the chief's runs/<id>/state/ "
+            "over each worker's runs/<id>/worker-<i>/state/ (synchronised workers save equal states)"
+        )
+
+
 def fit(
     config: str | Path,
     overrides: list[str],
@@ -76,12 +137,16 @@ def fit(
     """Validate, build, train. A config error leaves no run directory behind."""
     started = time.perf_counter()
     loaded = loaded or with_seed(load_config(config, overrides, name=name))
-    run = RunDir.create(runs_dir, loaded.config.name)
-    session = Session(loaded, run, reporter, device=device)
+    rt = runtime.setup(loaded, device=device)
+    run = _create_run(Path(runs_dir), loaded.config.name, rt)
+    session = Session(loaded, run, reporter, device=device, rt=rt)
     try:
         session.prepare()
     except BaseException:
         shutil.rmtree(run.path, ignore_errors=True)
+        if not rt.is_chief:
+            with contextlib.suppress(OSError):
+                run.path.parent.rmdir()  # runs/<id>/ made for this worker only
         raise
     run.write_config(dump_config(loaded))
     run.write_info(_info(session, loaded, run))
@@ -106,7 +171,7 @@ def resume(
 ) -> tuple[Outcome, RunDir]:
     """Continue a run in its own directory from its last saved state."""
     started = time.perf_counter()
-    run = RunDir.open(ref, runs_dir)
+    run = RunDir.open(_worker_ref(ref, runs_dir), runs_dir)
     info = run.read_info()
     run.acquire()
     try:
@@ -128,6 +193,7 @@ def resume(
         session = Session(loaded, run, reporter, device=device, resuming=True)
         session.prepare()
         restored = session.restore()
+        _check_workers_agree(session)
         if status == "stopped_early" and epochs is not None:
             session.model.stop_training = False
         if epochs is not None:

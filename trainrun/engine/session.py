@@ -33,7 +33,7 @@ from trainrun.console import Reporter, fmt_value
 from trainrun.data import Data, build_data
 from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
-from trainrun.engine import checks, runtime
+from trainrun.engine import checks, keras_compat, runtime
 from trainrun.engine import state as st
 from trainrun.engine.callbacks import Interrupted, LearningRateLogger, ProgressBridge, StateKeeper
 from trainrun.errors import RunError
@@ -112,7 +112,7 @@ class Session:
         """Build data, model, optimizer and callbacks; check they fit together."""
         cfg = self.loaded.config
         self.timing["tensorflow_ready_s"] = round(time.time() - trainrun.STARTED_AT, 3)
-        self.rt = runtime.setup(self.loaded, device=self.device)
+        self.rt = self.rt or runtime.setup(self.loaded, device=self.device)
         self.data = build_data(self.loaded)
         train = self.data.train
         if isinstance(train, ArraySplit):
@@ -123,7 +123,7 @@ class Session:
             )
         else:
             self.steps_per_epoch = cfg.fit.steps_per_epoch or _cardinality(train)
-        self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch)
+        self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch, self.rt)
         with self.rt.strategy.scope():
             self.model = build_model(self.loaded)
             args = compile_args(self.loaded, self.model)
@@ -133,6 +133,7 @@ class Session:
             checks.check_inputs(self.loaded, self.model, self.data)
             self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.data)
             self.model.optimizer.build(self.model.trainable_variables)
+        keras_compat.prepare_model(self.model, self.rt.strategy)
         self.callbacks = build_callbacks(self.loaded, self.run.path, resuming=self.resuming)
         checks.check_monitors(self.loaded, self.log_keys)
         self.monitor = checks.main_monitor(self.loaded, self.log_keys)
@@ -196,14 +197,14 @@ class Session:
         if self.start_epoch >= epochs:
             return Outcome("completed")
         epoch_var = tf.Variable(self.start_epoch, dtype=tf.int64, trainable=False)
-        store = (
-            st.StateStore(self.run.state_dir) if cfg.outputs.state and self.rt.is_chief else None
-        )
+        # Every worker saves (saving reads synchronised variables: a collective), each
+        # into its own run directory; a non-chief's is <chief run>/<task>/.
+        store = st.StateStore(self.run.state_dir) if cfg.outputs.state else None
         keeper = StateKeeper(
             store=store,
             callbacks=self.callbacks,
             history=self.history,
-            every=cfg.outputs.state_every,
+            every=self.rt.state_every(cfg.outputs.state_every),
             start_step=self.start_step,
             on_epoch=self._on_epoch,
             interrupted=interrupted,
@@ -265,8 +266,7 @@ class Session:
         return Outcome("stopped_early" if stopped else "completed")
 
     def _on_epoch(self, epoch: int, row: dict[str, Any]) -> None:
-        if self.rt.is_chief:
-            self.run.update_info(epochs_done=epoch + 1, best=self.best(), updated=now())
+        self.run.update_info(epochs_done=epoch + 1, best=self.best(), updated=now())
 
     def best(self) -> dict[str, Any] | None:
         rows = [r for r in self.history if self.monitor in r and math.isfinite(r[self.monitor])]
@@ -278,7 +278,7 @@ class Session:
 
     # ------------------------------------------------------------ finish
     def save_final_model(self) -> None:
-        if self.loaded.config.outputs.final_model and self.rt.is_chief:
+        if self.loaded.config.outputs.final_model:
             self.model.save(str(self.run.model_file))
 
     def summary_rows(self, outcome: Outcome, seconds: float) -> list[tuple[str, str]]:

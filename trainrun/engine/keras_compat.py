@@ -1,0 +1,134 @@
+"""Where Keras 3 needs help to train under MultiWorkerMirroredStrategy.
+
+Keras 3's TensorFlow trainer does not run ``fit`` under
+``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585, open;
+MirroredStrategy is fine). Two places fail once a cluster has more than one
+worker, and trainrun works around exactly those, for that strategy only:
+
+1. ``TensorFlowTrainer._maybe_symbolic_build(iterator=...)`` takes a batch from
+   the distributed dataset and averages it over the replicas with an eager
+   ``strategy.reduce("MEAN", batch, axis=None)``, only to learn input shapes;
+   under MultiWorkerMirroredStrategy that raises "Attempt to convert a value
+   (PerReplica...) to a Tensor". trainrun builds the model, loss, metrics and
+   optimizer inside the strategy scope before ``fit`` (``Session.prepare``), so
+   there is nothing left to build: `skip_symbolic_build` makes the step a no-op
+   for a model that is fully built (and leaves any other model to Keras).
+2. ``reduce_per_replica(..., reduction="mean")`` reduces each train/test step's
+   outputs (the scalar loss and metric results) with
+   ``strategy.reduce("MEAN", v, axis=0)``; a scalar has no axis 0. What Keras
+   does for MirroredStrategy, ``tf.reduce_mean`` over the replicas' values, is
+   ``strategy.reduce("MEAN", v, axis=None)`` across workers: `enable_multi_worker`
+   swaps that in when the strategy is multi-worker, and calls Keras' own
+   function in every other case.
+
+A third limit has no small fix and is not specific to multi-worker training:
+``steps_per_execution > 1`` (Keras' ``tf.while_loop`` of steps over a
+distributed iterator) fails with "You must feed a value for placeholder tensor
+'while/cond/Placeholder'" under any strategy with more than one replica
+(MirroredStrategy over two devices included). trainrun then runs one step per
+execution (`DISTRIBUTED_MAX_STEPS_PER_EXECUTION`).
+
+``tests/test_distribute.py::test_keras_still_needs_the_compat_shim`` fails when
+an upgraded Keras no longer has these bugs: then delete this module's fix for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from trainrun.errors import TrainrunError
+
+DISTRIBUTED_MAX_STEPS_PER_EXECUTION = 1
+
+_TEXT_LEN = 512
+
+
+def _trainer_module() -> Any:
+    from keras.src.backend.tensorflow import trainer
+
+    return trainer
+
+
+def _is_multi_worker(trainer: Any, strategy: Any) -> bool:
+    return bool(trainer._collective_all_reduce_multi_worker(strategy))
+
+
+def enable_multi_worker() -> None:
+    """Route Keras' step-output reduction through `reduce_per_replica` below. Idempotent."""
+    trainer = _trainer_module()
+    current = trainer.reduce_per_replica
+    if getattr(current, "_trainrun_original", None) is not None:
+        return
+    for name in ("reduce_per_replica", "_collective_all_reduce_multi_worker"):
+        if not callable(getattr(trainer, name, None)):
+            raise TrainrunError(
+                f"distribute: multi_worker relies on keras.src.backend.tensorflow.trainer.{name}, "
+                "which this Keras version lacks; see trainrun/engine/keras_compat.py"
+            )
+
+    def reduce_per_replica(values: Any, strategy: Any, reduction: str) -> Any:
+        if reduction in ("auto", "mean") and _is_multi_worker(trainer, strategy):
+            return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), values)
+        return current(values, strategy, reduction)
+
+    reduce_per_replica._trainrun_original = current  # type: ignore[attr-defined]
+    trainer.reduce_per_replica = reduce_per_replica
+
+
+def original_reduce_per_replica() -> Any:
+    """Keras' own function, whether or not `enable_multi_worker` ran."""
+    fn = _trainer_module().reduce_per_replica
+    return getattr(fn, "_trainrun_original", fn)
+
+
+def fully_built(model: Any) -> bool:
+    """What Keras' `_symbolic_build` would still build: nothing (the same checks it makes)."""
+    return (
+        all(layer.built for layer in model._flatten_layers())
+        and (model._compile_metrics is None or model._compile_metrics.built)
+        and (model._compile_loss is None or model._compile_loss.built)
+        and (model.optimizer is None or model.optimizer.built)
+    )
+
+
+def skip_symbolic_build(model: Any) -> None:
+    """Make fit/evaluate's symbolic build a no-op while `model` is fully built."""
+    original = model._maybe_symbolic_build
+
+    def maybe_symbolic_build(iterator: Any = None, data_batch: Any = None) -> Any:
+        if fully_built(model):
+            return None
+        return original(iterator=iterator, data_batch=data_batch)
+
+    object.__setattr__(model, "_maybe_symbolic_build", maybe_symbolic_build)
+
+
+def prepare_model(model: Any, strategy: Any) -> None:
+    """Apply what `model` needs before `fit` under `strategy` (nothing, for most)."""
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        skip_symbolic_build(model)
+
+
+def gather_text(strategy: Any, text: str, *, is_chief: bool) -> list[tuple[bool, str]]:
+    """Every replica's (is_chief, text) of its worker: one all-gather that all workers must join.
+
+    A worker with several local devices appears once per device.
+    """
+    data = text.encode("utf-8")
+    if len(data) >= _TEXT_LEN:
+        raise ValueError(f"text to gather is {len(data)} bytes, more than {_TEXT_LEN - 1}")
+    codes = np.zeros(_TEXT_LEN, np.int32)
+    codes[0] = 2 if is_chief else 1  # never 0: marks a filled row
+    codes[1 : 1 + len(data)] = np.frombuffer(data, np.uint8)
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(codes[None, :])
+    )
+    rows = strategy.gather(values, axis=0).numpy()
+    out = []
+    for row in rows:
+        body = row[1:]
+        out.append((bool(row[0] == 2), bytes(body[body > 0].astype(np.uint8)).decode("utf-8")))
+    return out
