@@ -414,3 +414,22 @@ def test_two_workers_train_resume_and_agree(tmp_path, mirrored_run):
             r, "the workers' saved states differ", "epoch 1, step 0 / epoch 3, step 0"
         )
     assert run_info(chief)["epochs_done"] == 2
+
+
+def test_validate_a_multi_worker_config_needs_no_cluster(tmp_path):
+    """validate builds without joining the cluster (which would wait for the other worker)."""
+    port_a, port_b = _free_ports(2)
+    tf_config = {
+        "cluster": {"worker": [f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}"]},
+        "task": {"type": "worker", "index": 0},
+    }
+    r = cli(
+        "validate",
+        MLP,
+        "--set",
+        "distribute=multi_worker",
+        env={"TF_CONFIG": json.dumps(tf_config)},
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Total params" in r.stdout and "distribute: multi_worker" in r.stdout

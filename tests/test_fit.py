@@ -273,3 +273,32 @@ def test_listed_callbacks_write_inside_the_run_dir(tmp_path):
         "w-01.weights.h5",
         "w-02.weights.h5",
     ]
+
+
+def test_tfrecord_source(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    x = rng.random((256, 6), dtype=np.float32)
+    y = (x[:, 0] > 0.5).astype("int64")
+    with tf.io.TFRecordWriter(str(tmp_path / "train.tfrecord")) as w:
+        for xi, yi in zip(x, y, strict=True):
+            feats = {
+                "features": tf.train.Feature(float_list=tf.train.FloatList(value=xi)),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[yi])),
+            }
+            w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(textwrap.dedent("""\
+        seed: 1
+        data:
+          source: tfdata
+          train: {tfrecord: train.tfrecord, label: label, features: {features: {shape: [6]}, label: {shape: [1], dtype: int64}}}
+        model: {layers: [{Input: {shape: [6]}}, {Dense: {units: 2, activation: softmax}}]}
+        compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
+        fit: {epochs: 2, batch_size: 32}
+    """))
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = read_history(only_run(tmp_path / "runs"))
+    assert len(rows) == 2 and "accuracy" in rows[0]

@@ -50,11 +50,59 @@ def load_split(loaded: LoadedConfig, split: Split, name: str) -> tf.data.Dataset
         x = np.delete(table, col, axis=1)
         return ArraySplit(x, table[:, col])
     if split.tfrecord:
-        raise loaded.error(
-            "tfrecord input is not supported yet; give a factory that returns a tf.data.Dataset "
-            "(tf.data.TFRecordDataset(...).map(parse)) instead",
-            (*where, "tfrecord"),
-        )
+        return _tfrecord(loaded, split, where)
     raise loaded.error(
         "a tfdata split needs 'factory: module:function' (or 'csv' with 'label')", where
     )
+
+
+def _tfrecord(loaded: LoadedConfig, split: Split, where: tuple) -> tf.data.Dataset:
+    """TFRecord files of tf.train.Example records, parsed with the declared features.
+
+    ``features: {name: {shape: [..], dtype: float32}}``; ``label`` names the feature
+    that is y; the others are x (one array, or a mapping by model input name).
+    Batched by fit.batch_size.
+    """
+    files = [split.tfrecord] if isinstance(split.tfrecord, str) else list(split.tfrecord)
+    paths = [loaded.resolve_path(f) for f in files]
+    for i, path in enumerate(paths):
+        if not path.is_file():
+            raise loaded.error(
+                f"file not found: {path}",
+                (*where, "tfrecord", i) if len(paths) > 1 else (*where, "tfrecord"),
+            )
+    if not split.features:
+        raise loaded.error(
+            "tfrecord input needs 'features', e.g. features: {image: {shape: [784]}, label: {dtype: int64}}",
+            where,
+        )
+    spec = {}
+    for name, feature in split.features.items():
+        feature = feature or {}
+        if not isinstance(feature, dict) or set(feature) - {"shape", "dtype"}:
+            raise loaded.error(
+                "a feature is {shape: [...], dtype: float32|int64|string}",
+                (*where, "features", name),
+            )
+        try:
+            dtype = tf.as_dtype(feature.get("dtype", "float32"))
+        except TypeError:
+            raise loaded.error(
+                f"unknown dtype {feature.get('dtype')!r}; use float32, int64 or string",
+                (*where, "features", name, "dtype"),
+            ) from None
+        spec[name] = tf.io.FixedLenFeature(list(feature.get("shape", [])), dtype)
+    label = split.label
+    if label not in spec:
+        raise loaded.error(
+            f"label '{label}' is not one of the features ({', '.join(spec)})", (*where, "label")
+        )
+
+    def parse(record: tf.Tensor) -> tuple:
+        example = tf.io.parse_single_example(record, spec)
+        y = example.pop(label)
+        x = next(iter(example.values())) if len(example) == 1 else example
+        return x, y
+
+    ds = tf.data.TFRecordDataset([str(p) for p in paths])
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(loaded.config.fit.batch_size)

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 import trainrun
@@ -391,12 +390,12 @@ def failure_message(exc: BaseException) -> str:
         )
     ]
     where = f" (in {Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if len(lines) > 1 and text.endswith(":"):
+        # TensorFlow's "Graph execution error:" puts the cause on its last line.
+        text = f"{text} {lines[-1]}"
     return f"{type(exc).__name__}: {text}{where}"
-
-
-def describe_arrays(arrays: dict[str, np.ndarray]) -> str:
-    return ", ".join(f"{k}{tuple(v.shape)}" for k, v in arrays.items())
 
 
 def run_session(session: Session, *, fresh: bool) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import tempfile
 from pathlib import Path
@@ -14,6 +15,12 @@ from trainrun.runs.rundir import RunDir
 
 def validate(loaded: LoadedConfig) -> str:
     """Return the model summary; raise a TrainrunError for anything that would fail."""
+    if loaded.config.distribute == "multi_worker":
+        # Building needs no cluster: the multi-worker strategy would wait for the
+        # other workers to join a run that validate never starts.
+        loaded = dataclasses.replace(
+            loaded, config=loaded.config.model_copy(update={"distribute": "none"})
+        )
     with tempfile.TemporaryDirectory(prefix="trainrun-validate-") as tmp:
         session = Session(loaded, RunDir(Path(tmp)), Reporter())
         session.prepare()
