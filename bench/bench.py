@@ -116,7 +116,9 @@ def startup(env: dict, repeats: int) -> None:
             times = []
             for _ in range(repeats):
                 t0 = time.perf_counter()
-                subprocess.run([sys.executable, "-m", "trainrun", *args], env=env, capture_output=True)
+                subprocess.run(
+                    [sys.executable, "-m", "trainrun", *args], env=env, capture_output=True
+                )
                 times.append(time.perf_counter() - t0)
             print(f"{label:31} {statistics.median(times):10.3f}")
         print()

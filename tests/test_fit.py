@@ -289,7 +289,8 @@ def test_tfrecord_source(tmp_path):
             }
             w.write(tf.train.Example(features=tf.train.Features(feature=feats)).SerializeToString())
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(textwrap.dedent("""\
+    cfg.write_text(
+        textwrap.dedent("""\
         seed: 1
         data:
           source: tfdata
@@ -297,7 +298,8 @@ def test_tfrecord_source(tmp_path):
         model: {layers: [{Input: {shape: [6]}}, {Dense: {units: 2, activation: softmax}}]}
         compile: {optimizer: adam, loss: sparse_categorical_crossentropy, metrics: [accuracy]}
         fit: {epochs: 2, batch_size: 32}
-    """))
+    """)
+    )
     r = cli("fit", cfg, "--runs-dir", tmp_path / "runs")
     assert r.returncode == 0, r.stdout + r.stderr
     rows = read_history(only_run(tmp_path / "runs"))

@@ -66,8 +66,19 @@ def weights(run: Path) -> list[np.ndarray]:
         return [f[k] for k in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
 
 
+def last_state(run: Path) -> dict[str, np.ndarray]:
+    """The variables saved at the last epoch end: the weights training ended with."""
+    latest = (run / "state" / "LATEST").read_text().strip()
+    with np.load(run / "state" / latest / "arrays.npz") as f:
+        return {k: f[k] for k in f.files if k.startswith(("model/", "optimizer/"))}
+
+
 def assert_same_run(run: Path, baseline: Path) -> None:
     assert read_history(run) == read_history(baseline)
+    got_state, want_state = last_state(run), last_state(baseline)
+    assert got_state.keys() == want_state.keys()
+    for key, value in want_state.items():
+        assert np.array_equal(got_state[key], value), key
     got, want = weights(run), weights(baseline)
     assert len(got) == len(want)
     for a, b in zip(got, want, strict=True):

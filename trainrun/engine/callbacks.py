@@ -112,8 +112,8 @@ class StateKeeper(keras.callbacks.Callback):
         self.interrupted = interrupted
         self.epoch_var = epoch_var
         self.steps_per_epoch = steps_per_epoch
-        # Callback state to re-apply after the callbacks' own on_train_begin resets
-        # it (a resumed run, or the second fit call of a mid-epoch resume).
+        # Restored callback state, applied after the callbacks' own on_train_begin
+        # has reset theirs.
         self.carry: tuple[list[Any], dict[str, np.ndarray]] | None = None
         # The epoch-in-progress metric sums of a mid-epoch snapshot.
         self.pending_metrics: dict[str, np.ndarray] | None = None
@@ -166,10 +166,6 @@ class StateKeeper(keras.callbacks.Callback):
         )
 
     # ------------------------------------------------------------ hooks
-    def on_train_end(self, logs: dict | None = None) -> None:
-        # Kept for a following fit call (mid-epoch resume runs two).
-        self.carry = st.callback_state(self.callbacks)
-
     def on_train_begin(self, logs: dict | None = None) -> None:
         if self.carry is not None:
             st.set_callback_state(self.callbacks, *self.carry)
@@ -219,3 +215,39 @@ class StateKeeper(keras.callbacks.Callback):
         self.on_epoch(epoch, row)
         if self.interrupted():
             raise Interrupted
+
+
+class OneRun(keras.callbacks.CallbackList):
+    """The callbacks of one training run that may span several ``model.fit`` calls.
+
+    A mid-epoch resume trains the rest of the interrupted epoch in one fit call
+    and the remaining epochs in another. To the callbacks that is still one run:
+    ``on_train_begin`` is delivered once, and ``on_train_end`` only after the
+    last call (EarlyStopping restores its best weights there, which must not
+    happen between the two).
+    """
+
+    def __init__(self, callbacks: list[Any], model: Any) -> None:
+        super().__init__(callbacks, add_history=True, add_progbar=False, model=model)
+        self.began = False
+        self.ended = False
+        self.hold_end = False
+        self._held_logs: dict | None = None
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        if not self.began:
+            self.began = True
+            super().on_train_begin(logs)
+
+    def on_train_end(self, logs: dict | None = None) -> None:
+        if self.hold_end:
+            self._held_logs = logs
+            return
+        if self.began and not self.ended:
+            self.ended = True
+            super().on_train_end(logs)
+
+    def finish(self) -> None:
+        """Deliver a held on_train_end (the run ended before its last fit call)."""
+        self.hold_end = False
+        self.on_train_end(self._held_logs)

@@ -34,7 +34,13 @@ from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
 from trainrun.engine import checks, keras_compat, runtime
 from trainrun.engine import state as st
-from trainrun.engine.callbacks import Interrupted, LearningRateLogger, ProgressBridge, StateKeeper
+from trainrun.engine.callbacks import (
+    Interrupted,
+    LearningRateLogger,
+    OneRun,
+    ProgressBridge,
+    StateKeeper,
+)
 from trainrun.errors import RunError
 from trainrun.runs.files import write_atomic
 from trainrun.runs.rundir import RunDir, now
@@ -218,7 +224,9 @@ class Session:
         progress = ProgressBridge(
             self.reporter, epochs, self.steps_per_epoch, self.start_step, self.timing
         )
-        all_callbacks = [LearningRateLogger(), *self.callbacks, progress, keeper]
+        run_callbacks = OneRun(
+            [LearningRateLogger(), *self.callbacks, progress, keeper], self.model
+        )
         validation = self._validation_data()
         fit_kw = {
             "validation_data": validation,
@@ -227,7 +235,7 @@ class Session:
             "class_weight": {int(k): float(v) for k, v in cfg.fit.class_weight.items()}
             if cfg.fit.class_weight
             else None,
-            "callbacks": all_callbacks,
+            "callbacks": run_callbacks,
             "shuffle": False,  # the pipeline shuffles, in an order resume can reproduce
             "verbose": 0,
         }
@@ -238,8 +246,13 @@ class Session:
         try:
             epoch = self.start_epoch
             if self.start_step:
+                # The rest of the interrupted epoch, as its own fit call.
                 ds, steps = self._train_data(
                     epoch, self.start_step, partial=True, epoch_var=epoch_var
+                )
+                run_callbacks.hold_end = epoch + 1 < epochs
+                run_callbacks.set_params(
+                    {"verbose": 0, "epochs": epochs, "steps": steps or self.steps_per_epoch}
                 )
                 self.model.fit(
                     ds, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw
@@ -248,9 +261,14 @@ class Session:
                 keeper.start_step = progress.start_step = 0
             if epoch < epochs and not self.model.stop_training:
                 ds, steps = self._train_data(epoch, 0, partial=False, epoch_var=epoch_var)
+                run_callbacks.hold_end = False
+                run_callbacks.set_params(
+                    {"verbose": 0, "epochs": epochs, "steps": steps or self.steps_per_epoch}
+                )
                 self.model.fit(
                     ds, epochs=epochs, initial_epoch=epoch, steps_per_epoch=steps, **fit_kw
                 )
+            run_callbacks.finish()
         except Interrupted:
             return Outcome("interrupted", exit_code=130)
         except KeyboardInterrupt:
