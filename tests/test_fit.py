@@ -226,6 +226,38 @@ def test_user_callback_exception_marks_run_failed(tmp_path):
     assert "Traceback" in (run / "train.log").read_text()
 
 
+def test_tensorflow_error_inside_a_step_names_its_cause(tmp_path):
+    # Labels out of range from a tf.data source: only the training step can see them.
+    (tmp_path / "bad_data.py").write_text(
+        textwrap.dedent("""\
+        import numpy as np
+        import tensorflow as tf
+
+        def make():
+            x = np.random.default_rng(0).random((64, 4), dtype=np.float32)
+            y = np.full(64, 7)
+            return tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    """)
+    )
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        textwrap.dedent("""\
+        seed: 1
+        data: {source: tfdata, train: {factory: bad_data:make}}
+        model: {layers: [{Input: {shape: [4]}}, {Dense: {units: 3, activation: softmax}}]}
+        compile: {optimizer: adam, loss: sparse_categorical_crossentropy}
+        fit: {epochs: 1}
+    """)
+    )
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "Traceback" not in r.stdout + r.stderr
+    info = run_info(only_run(tmp_path / "runs"))
+    assert info["status"] == "failed"
+    assert "Received a label value of 7 which is outside the valid range" in info["error"]
+    assert "Traceback" in (only_run(tmp_path / "runs") / "train.log").read_text()
+
+
 def test_terminate_on_nan_fails_run_and_keeps_good_state(tmp_path):
     r = cli(
         "fit",

@@ -156,6 +156,28 @@ def callbacks(
         fail(exc)
 
 
+@app.command()
+def schema(
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write the schema to this file instead.")
+    ] = None,
+) -> None:
+    """Print the JSON Schema of the YAML format, for editors to complete and check configs."""
+    import json
+
+    from trainrun.config.schema import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if out is None:
+        sys.stdout.write(text)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(TrainrunError(f"--out {out}: cannot write the schema: {exc.strerror or exc}"))
+    console.print(f"schema written to {out}", markup=False)
+
+
 RunRef = Annotated[
     str, typer.Argument(metavar="RUN", help="A run directory (runs/<id>) or a run id.")
 ]

@@ -108,9 +108,17 @@ class RunError(TrainrunError):
 
 def did_you_mean(name: str, known: Iterable[str], *, hint: str | None = None) -> str:
     """'; did you mean 'x'?' from close matches (case-insensitive), or a hint."""
-    known = list(known)
-    lowered = {k.lower(): k for k in known}
-    matches = difflib.get_close_matches(name.lower(), list(lowered), n=3, cutoff=0.6)
+
+    # Names that differ only in case and underscores ('accuracy' the alias and
+    # 'Accuracy' the class mean different things) are offered once, written like `name`.
+    def norm(text: str) -> str:
+        return text.lower().replace("_", "")
+
+    lowered: dict[str, str] = {}
+    for k in known:
+        if norm(k) not in lowered or k.islower() == name.islower():
+            lowered[norm(k)] = k
+    matches = difflib.get_close_matches(norm(name), list(lowered), n=3, cutoff=0.6)
     if matches:
         names = " or ".join(f"'{lowered[m]}'" for m in matches)
         return f"; did you mean {names}?"

@@ -189,6 +189,9 @@ def accepted_params(target: Any) -> tuple[list[str], bool]:
             return names, False
         if klass.__name__ == "Layer" and klass.__module__.startswith("keras"):
             return names + [k for k in _LAYER_KWARGS if k not in names], False
+        if klass.__name__ == "BaseOptimizer" and klass.__module__.startswith("keras"):
+            # Its **kwargs only takes the removed `decay`; anything else is refused.
+            return names, False
     return names, True
 
 

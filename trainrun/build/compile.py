@@ -109,6 +109,8 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
             for n in catalog.names(kind)
             if n not in ("deserialize", "serialize", "get", "Loss", "Metric", "Reduction")
         ]
+        if kind == "metric":
+            known += ["accuracy", "crossentropy"]  # resolved by compile against the outputs
         raise _located(loaded, UnknownNameError(kind, name, known, path=_fmt(path)), path) from None
     if isinstance(spec, str):
         return name  # Keras resolves aliases such as 'accuracy' against the model's outputs itself

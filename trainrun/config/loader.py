@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from trainrun.config.schema import RunConfig, known_keys
+from trainrun.config.schema import RunConfig, known_keys, takes_only_lists
 from trainrun.errors import ConfigError, did_you_mean
 
 Key = str | int
@@ -33,6 +33,13 @@ def format_path(path: Sequence[Key]) -> str:
         else:
             out += f".{part}" if out else str(part)
     return out
+
+
+def parse_path(text: str) -> KeyPath:
+    """'callbacks[1].EarlyStopping' -> ('callbacks', 1, 'EarlyStopping'): format_path undone."""
+    return tuple(
+        int(index) if index else key for key, index in re.findall(r"([^.\[\]]+)|\[(\d+)\]", text)
+    )
 
 
 @dataclass
@@ -66,6 +73,13 @@ class LoadedConfig:
         return ConfigError(
             message, path=format_path(path) or None, file=self.file, line=self.line_of(path)
         )
+
+    def locate(self, exc: ConfigError) -> ConfigError:
+        """Give an error raised with only a key path its file and line (or its --set)."""
+        if exc.file or not exc.path or "(from --set " in exc.detail:
+            return exc
+        located = self.error(exc.detail, parse_path(exc.path))
+        return exc.locate(file=located.file, line=located.line) if located.file else located
 
     def resolve_path(self, value: str) -> Path:
         """A path from the config, relative to the config's own directory."""
@@ -111,18 +125,34 @@ def _compose(text: str, file: str) -> yaml.Node | None:
         raise ConfigError(f"YAML syntax error: {exc}", file=file) from None
 
 
-def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int]) -> None:
+def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> None:
+    """Map each key path to its line; a key given twice in one mapping is an error.
+
+    YAML loaders keep the last of two equal keys without a word, so a second
+    `fit:` section would silently replace the first.
+    """
     lines.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
+        seen: dict[Key, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value
             if isinstance(value_node, yaml.Node) and key_node.tag.endswith(":int"):
                 key = int(key)
-            lines[(*path, key)] = key_node.start_mark.line + 1
-            _record_lines(value_node, (*path, key), lines)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise ConfigError(
+                    f"key '{key}' appears twice (first at line {seen[key]}); YAML would keep "
+                    "only the last one: merge the two into one",
+                    path=format_path((*path, key)),
+                    file=file,
+                    line=line,
+                )
+            seen[key] = line
+            lines[(*path, key)] = line
+            _record_lines(value_node, (*path, key), lines, file)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _record_lines(item, (*path, i), lines)
+            _record_lines(item, (*path, i), lines, file)
 
 
 def read_yaml(file: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
@@ -145,6 +175,8 @@ def read_yaml(file: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
             file=shown,
             line=node.start_mark.line + 1,
         )
+    lines: dict[KeyPath, int] = {}
+    _record_lines(node, (), lines, shown)
     try:
         data = yaml.load(text, Loader=_SafeLineLoader)  # noqa: S506 - SafeLoader subclass
     except yaml.constructor.ConstructorError as exc:
@@ -154,8 +186,6 @@ def read_yaml(file: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
             file=shown,
             line=mark.line + 1 if mark else None,
         ) from None
-    lines: dict[KeyPath, int] = {}
-    _record_lines(node, (), lines)
     return data, lines
 
 
@@ -187,9 +217,14 @@ def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -
             if not isinstance(key, int):
                 raise ConfigError(f"--set {text}: {here} is a list; use an index like {here}.0")
             if not -len(node) <= key < len(node):
+                has = (
+                    f"{len(node)} item{'s' if len(node) != 1 else ''} (0..{len(node) - 1})"
+                    if node
+                    else "no items"
+                )
                 raise ConfigError(
-                    f"--set {text}: index {key} is out of range; {here} has {len(node)} "
-                    f"item{'s' if len(node) != 1 else ''} (0..{len(node) - 1})"
+                    f"--set {text}: index {key} is out of range; {here} has {has}; "
+                    "--set changes items the YAML has, so add the item in the file"
                 )
             if last:
                 node[key] = value
@@ -208,6 +243,11 @@ def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -
                 node[key] = value
                 return
             if node.get(key) is None:
+                if isinstance(path[depth + 1], int) and takes_only_lists(path[: depth + 1]):
+                    raise ConfigError(
+                        f"--set {text}: the config has no {format_path(path[: depth + 1])} list "
+                        f"to index; --set changes items the YAML has, so add the list in the file"
+                    )
                 node[key] = {}
             node = node[key]
         else:

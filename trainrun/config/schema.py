@@ -9,9 +9,10 @@ YAML here and are resolved against the real Keras registries in
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 
 def _check_component(value: Any) -> Any:
@@ -37,8 +38,34 @@ def _check_component(value: Any) -> Any:
     raise ValueError(f"must be a name or 'Name: {{args}}', got {value!r}")
 
 
-Component = Annotated[Any, AfterValidator(_check_component)]
+# How a component looks in `trainrun schema`: a name, or one `Name: {args}` entry.
+_COMPONENT_JSON = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {
+            "type": "object",
+            "minProperties": 1,
+            "maxProperties": 1,
+            "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
+        },
+    ],
+    "description": "A name (EarlyStopping, rmsprop, module:attr) or one {Name: {args}} entry",
+}
+
+Component = Annotated[Any, AfterValidator(_check_component), WithJsonSchema(_COMPONENT_JSON)]
 """``Name``, ``{Name: {args}}`` or ``module:attr``: normalised to str or a one-key dict."""
+
+
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def _check_run_name(value: str) -> str:
+    if not RUN_NAME.match(value):
+        raise ValueError(
+            f"a run name starts with a letter or digit and has only letters, digits, "
+            f"'_', '.' and '-' (it names the run directory); got {value!r}"
+        )
+    return value
 
 
 class Strict(BaseModel):
@@ -196,7 +223,9 @@ class OutputsConfig(Strict):
 
 
 class RunConfig(Strict):
-    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    name: Annotated[str, AfterValidator(_check_run_name)] = Field(
+        "run", json_schema_extra={"pattern": RUN_NAME.pattern}
+    )
     seed: int | None = Field(None, ge=0, lt=2**32)
     deterministic: bool = False
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
@@ -228,6 +257,29 @@ def known_keys(path: tuple[str | int, ...]) -> list[str]:
     return list(getattr(model, "model_fields", {}))
 
 
+def takes_only_lists(path: tuple[str | int, ...]) -> bool:
+    """Whether the field at `path` is a list and never a mapping (callbacks, model.layers)."""
+    import types
+    import typing
+
+    model: Any = RunConfig
+    annotation: Any = None
+    for part in path:
+        if isinstance(part, int):
+            return False
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return False
+        annotation = fields[part].annotation
+        model = _model_in(annotation)
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    origins = {
+        typing.get_origin(a) or a for a in (typing.get_args(annotation) if union else (annotation,))
+    }
+    origins.discard(type(None))
+    return origins == {list}
+
+
 def _model_in(annotation: Any) -> Any:
     """The BaseModel class inside `X | None`, `list[X]`, or X itself."""
     import typing
@@ -239,3 +291,13 @@ def _model_in(annotation: Any) -> Any:
         if found is not None:
             return found
     return None
+
+
+def json_schema() -> dict[str, Any]:
+    """The YAML format as a JSON Schema, for editors (`trainrun schema`)."""
+    schema = RunConfig.model_json_schema()
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "trainrun config",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }

@@ -101,6 +101,59 @@ def check_inputs(loaded: LoadedConfig, model: Any, data: Data) -> None:
         )
 
 
+def _is_sparse_crossentropy(loss: Any) -> bool:
+    name = (
+        loss
+        if isinstance(loss, str)
+        else getattr(loss, "name", None) or getattr(loss, "__name__", "")
+    )
+    return str(name).lower().replace("_", "") == "sparsecategoricalcrossentropy"
+
+
+def check_labels(loaded: LoadedConfig, model: Any, data: Data) -> None:
+    """Class labels of a sparse crossentropy must index the output's units.
+
+    TensorFlow would otherwise fail inside the first training step with a graph
+    error; here the labels and the units are named before training starts.
+    """
+    train = data.train
+    if not isinstance(train, ArraySplit) or train.y is None or not getattr(model, "outputs", None):
+        return
+    outputs = list(model.outputs)
+    names = list(getattr(model, "output_names", None) or [t.name for t in outputs])
+    loss = model.loss
+    if isinstance(loss, dict):
+        losses = loss
+    elif isinstance(loss, list | tuple):
+        losses = dict(zip(names, loss, strict=False))
+    else:
+        losses = dict.fromkeys(names, loss)
+    ys = train.y if isinstance(train.y, dict) else ({names[0]: train.y} if len(names) == 1 else {})
+    for name, output in zip(names, outputs, strict=True):
+        y = ys.get(name)
+        if y is None or not _is_sparse_crossentropy(losses.get(name)):
+            continue
+        if not np.issubdtype(np.asarray(y).dtype, np.integer) or not len(y):
+            continue
+        units, low, high = output.shape[-1], int(np.min(y)), int(np.max(y))
+        labels = "labels" if len(names) == 1 else f"labels of output '{name}'"
+        if low < 0:
+            raise DataError(
+                f"{labels} include {low}; class labels of a sparse crossentropy start at 0"
+            )
+        if units is not None and high >= units:
+            where = (
+                ("model", "layers", len(loaded.config.model.layers) - 1)
+                if loaded.config.model.layers
+                else ("model",)
+            )
+            raise loaded.error(
+                f"{labels} go up to {high}, but the model's output has {units} units; "
+                f"sparse_categorical_crossentropy needs one unit per class: set units to {high + 1}",
+                where,
+            )
+
+
 def _first_batch(data: Data, batch_size: int) -> Any:
     train = data.train
     if isinstance(train, ArraySplit):
@@ -124,9 +177,10 @@ def build_and_list_logs(loaded: LoadedConfig, model: Any, data: Data) -> list[st
         model._symbolic_build(data_batch=batch)  # what Keras' fit does first under a strategy
     except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise DataError(
+        raise loaded.error(
             f"the data does not fit the model and its loss: {first} "
-            "(check compile.loss against the labels, and the last layer's units)"
+            "(check compile.loss against the labels, and the last layer's units)",
+            ("compile", "loss"),
         ) from None
     keys = list(model.get_metrics_result().keys())
     if "loss" not in keys:

@@ -41,7 +41,7 @@ from trainrun.engine.callbacks import (
     ProgressBridge,
     StateKeeper,
 )
-from trainrun.errors import RunError
+from trainrun.errors import ConfigError, RunError
 from trainrun.runs.files import write_atomic
 from trainrun.runs.rundir import RunDir, now
 
@@ -115,6 +115,12 @@ class Session:
     # ------------------------------------------------------------ prepare
     def prepare(self) -> None:
         """Build data, model, optimizer and callbacks; check they fit together."""
+        try:
+            self._prepare()
+        except ConfigError as exc:
+            raise self.loaded.locate(exc) from exc.__cause__
+
+    def _prepare(self) -> None:
         cfg = self.loaded.config
         self.timing["tensorflow_ready_s"] = round(time.time() - trainrun.STARTED_AT, 3)
         self.rt = self.rt or runtime.setup(self.loaded, device=self.device)
@@ -136,6 +142,7 @@ class Session:
                 **args, jit_compile=self.rt.jit_compile, steps_per_execution=self.spe
             )
             checks.check_inputs(self.loaded, self.model, self.data)
+            checks.check_labels(self.loaded, self.model, self.data)
             self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.data)
             self.model.optimizer.build(self.model.trainable_variables)
         keras_compat.prepare_model(self.model, self.rt.strategy)
@@ -411,8 +418,13 @@ def failure_message(exc: BaseException) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     text = lines[0] if lines else ""
     if len(lines) > 1 and text.endswith(":"):
-        # TensorFlow's "Graph execution error:" puts the cause on its last line.
-        text = f"{text} {lines[-1]}"
+        # TensorFlow's "Graph execution error:" lists where the op was defined,
+        # then the cause, then the failing node ("[[{{node ...}}]]").
+        causes = [
+            line for line in lines[1:] if not line.startswith(("File ", "[[", "Detected at node"))
+        ]
+        cause = (causes or lines)[-1]
+        text = f"{text} {cause[:300]}"
     return f"{type(exc).__name__}: {text}{where}"
 
 
