@@ -77,7 +77,7 @@ class LoadedConfig:
     def locate(self, exc: ConfigError) -> ConfigError:
         """Give an error raised with only a key path its file and line (or its --set)."""
         if exc.file or not exc.path or "(from --set " in exc.detail:
-            return exc
+            return exc  # located already (an error from --set has no file by design)
         located = self.error(exc.detail, parse_path(exc.path))
         return exc.locate(file=located.file, line=located.line) if located.file else located
 

@@ -241,19 +241,26 @@ class RunConfig(Strict):
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
 
 
-def known_keys(path: tuple[str | int, ...]) -> list[str]:
-    """The keys a section at `path` accepts, for 'did you mean' answers."""
-    model: Any = RunConfig
+_MISSING = object()
+
+
+def _annotation_at(path: tuple[str | int, ...]) -> Any:
+    """The type of the field at `path` (list indices skipped); _MISSING if there is none."""
+    annotation: Any = RunConfig
     for part in path:
         if isinstance(part, int):
             continue
-        fields = getattr(model, "model_fields", None)
+        fields = getattr(_model_in(annotation), "model_fields", None)
         if not fields or part not in fields:
-            return []
+            return _MISSING
         annotation = fields[part].annotation
-        model = _model_in(annotation)
-        if model is None:
-            return []
+    return annotation
+
+
+def known_keys(path: tuple[str | int, ...]) -> list[str]:
+    """The keys a section at `path` accepts, for 'did you mean' answers."""
+    annotation = _annotation_at(path)
+    model = None if annotation is _MISSING else _model_in(annotation)
     return list(getattr(model, "model_fields", {}))
 
 
@@ -262,22 +269,13 @@ def takes_only_lists(path: tuple[str | int, ...]) -> bool:
     import types
     import typing
 
-    model: Any = RunConfig
-    annotation: Any = None
-    for part in path:
-        if isinstance(part, int):
-            return False
-        fields = getattr(model, "model_fields", None)
-        if not fields or part not in fields:
-            return False
-        annotation = fields[part].annotation
-        model = _model_in(annotation)
+    annotation = _annotation_at(path)
     union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
-    origins = {
+    kinds = {
         typing.get_origin(a) or a for a in (typing.get_args(annotation) if union else (annotation,))
     }
-    origins.discard(type(None))
-    return origins == {list}
+    kinds.discard(type(None))
+    return kinds == {list}
 
 
 def _model_in(annotation: Any) -> Any:
