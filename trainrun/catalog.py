@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -152,3 +153,50 @@ def signature(kind: str, name: str) -> Signature | None:
             bases = [ast.unparse(b) for b in node.bases]
             return Signature(name, (), bases != ["Callback"], doc, module)
     return None
+
+
+# Strings `model.compile` itself resolves against the model's outputs and labels.
+COMPILE_ALIASES = {"loss": ("crossentropy", "ce"), "metric": ("accuracy", "acc")}
+_NOT_CONFIG_OBJECTS = {"deserialize", "serialize", "get", "Loss", "Metric", "Reduction"}
+
+
+def _snake_case(name: str) -> str:
+    """keras.src.utils.naming.to_snake_case, which names metrics' string aliases."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+@functools.cache
+def _registry_aliases(kind: str) -> list[str]:
+    """String keys of the alias dicts in keras/src/<kind>s/__init__.py ('mse', 'bce', ...)."""
+    tree = _parse(f"keras.src.{API_PACKAGES[kind]}")
+    if tree is None:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "update"
+            and ast.unparse(node.func.value) == "ALL_OBJECTS_DICT"
+        ):
+            for arg in node.args:
+                if isinstance(arg, ast.Dict):
+                    found += [k.value for k in arg.keys if isinstance(k, ast.Constant)]
+    return found
+
+
+def loss_or_metric_names(kind: str) -> list[str]:
+    """Every string a config can name as a loss or metric: classes, functions, aliases.
+
+    Empty when Keras' layout is not the one this reads; callers then leave the
+    check to the live registry.
+    """
+    public = [n for n in names(kind) if n not in _NOT_CONFIG_OBJECTS]
+    if not public:
+        return []
+    known = public + _registry_aliases(kind) + list(COMPILE_ALIASES[kind])
+    if kind == "metric":
+        known += [_snake_case(n) for n in public if n[:1].isupper()]
+    return sorted(set(known))

@@ -91,8 +91,44 @@ def _check_optimizer_name(loaded: LoadedConfig) -> None:
     )
 
 
+def _check_losses_and_metrics(loaded: LoadedConfig) -> None:
+    """Loss and metric names, where the config's shape says unambiguously which is a name."""
+    c = loaded.config.compile
+    checks: list[tuple[str, object, tuple]] = []
+    losses = catalog.loss_or_metric_names("loss")
+    if isinstance(c.loss, str):
+        checks.append(("loss", c.loss, ("compile", "loss")))
+    elif isinstance(c.loss, dict) and not (len(c.loss) == 1 and next(iter(c.loss)) in losses):
+        # A mapping per output ({score: mse, class: ...}); a {Class: {args}} is checked live.
+        checks += [
+            ("loss", v, ("compile", "loss", k)) for k, v in c.loss.items() if isinstance(v, str)
+        ]
+    metrics = c.metrics
+    if isinstance(metrics, list):
+        checks += [("metric", m, ("compile", "metrics", i)) for i, m in enumerate(metrics)]
+    elif isinstance(metrics, dict):
+        for out, items in metrics.items():
+            items = items if isinstance(items, list) else [items]
+            checks += [
+                ("metric", m, ("compile", "metrics", out, i))
+                for i, m in enumerate(items)
+                if isinstance(m, str)
+            ]
+    for kind, spec, path in checks:
+        if not isinstance(spec, str | dict) or isinstance(spec, dict) and len(spec) != 1:
+            continue
+        name, _ = split_component(spec)
+        known = catalog.loss_or_metric_names(kind)
+        if not known or is_import_path(name) or name in known:
+            continue
+        raise UnknownNameError(kind, name, known, path=format_path(path)).locate(
+            file=loaded.file, line=loaded.line_of(path)
+        )
+
+
 def precheck(loaded: LoadedConfig) -> None:
     """Raise a ConfigError for the mistakes that can be found without TensorFlow."""
     _check_callbacks(loaded)
     _check_layer_names(loaded)
     _check_optimizer_name(loaded)
+    _check_losses_and_metrics(loaded)

@@ -99,18 +99,14 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
             except ConfigError as exc:
                 raise _located(loaded, exc, path) from None
         return obj
+    if isinstance(spec, str) and name.lower() in catalog.COMPILE_ALIASES[kind]:
+        return name  # compile picks the accuracy / crossentropy that fits outputs and labels
     try:
         found = getter(name)
     except (ValueError, TypeError):
         found = None
     if found is None:
-        known = [
-            n
-            for n in catalog.names(kind)
-            if n not in ("deserialize", "serialize", "get", "Loss", "Metric", "Reduction")
-        ]
-        if kind == "metric":
-            known += ["accuracy", "crossentropy"]  # resolved by compile against the outputs
+        known = catalog.loss_or_metric_names(kind)
         raise _located(loaded, UnknownNameError(kind, name, known, path=_fmt(path)), path) from None
     if isinstance(spec, str):
         return name  # Keras resolves aliases such as 'accuracy' against the model's outputs itself
