@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import pytest
 import yaml
+from conftest import ROOT
 
 from trainrun.config import dump_config, load_config, with_seed
 from trainrun.errors import ConfigError
@@ -130,5 +132,16 @@ def test_resolved_config_reproduces(cfg, tmp_path):
     assert again.config == loaded.config
 
 
-def test_no_tensorflow_imported():
-    assert "tensorflow" not in sys.modules or pytest.skip("another test imported TensorFlow first")
+def test_loading_and_prechecking_need_no_tensorflow(cfg):
+    # In a fresh process: this one may have imported TensorFlow for other tests.
+    code = (
+        "import sys\n"
+        "from trainrun.config import load_config\n"
+        "from trainrun.precheck import precheck\n"
+        "precheck(load_config(sys.argv[1], ['fit.epochs=2']))\n"
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    assert out.stdout.strip() == "[]"
