@@ -27,16 +27,22 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run directories live.")]
+RunsDir = Annotated[
+    Path, typer.Option("--runs-dir", metavar="DIR", help="Where run directories live.")
+]
 Sets = Annotated[
     list[str] | None,
     typer.Option(
         "--set",
+        metavar="KEY=VALUE",
         help="Override a config value: --set fit.epochs=5 (dotted path, list indices allowed).",
     ),
 ]
 Device = Annotated[
-    str | None, typer.Option("--device", help="'cpu' forces the CPU even when a GPU is visible.")
+    str | None,
+    typer.Option(
+        "--device", metavar="cpu|auto", help="'cpu' forces the CPU even when a GPU is visible."
+    ),
 ]
 
 
@@ -58,11 +64,14 @@ def _check_device(device: str | None) -> None:
 
 @app.command()
 def fit(
-    config: Annotated[Path, typer.Argument(help="The YAML config.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config.")],
     set_: Sets = None,
     runs_dir: RunsDir = Path("runs"),
     name: Annotated[
-        str | None, typer.Option("--name", help="Run id prefix (instead of the config's name).")
+        str | None,
+        typer.Option(
+            "--name", metavar="NAME", help="Run id prefix (instead of the config's name)."
+        ),
     ] = None,
     device: Device = None,
 ) -> None:
@@ -96,9 +105,12 @@ def fit(
 
 @app.command()
 def resume(
-    run: Annotated[str, typer.Argument(help="A run directory (runs/<id>) or run id.")],
+    run: Annotated[
+        str, typer.Argument(metavar="RUN", help="A run directory (runs/<id>) or run id.")
+    ],
     epochs: Annotated[
-        int | None, typer.Option("--epochs", min=1, help="Raise the target number of epochs.")
+        int | None,
+        typer.Option("--epochs", min=1, metavar="N", help="Raise the target number of epochs."),
     ] = None,
     runs_dir: RunsDir = Path("runs"),
     device: Device = None,
@@ -121,7 +133,7 @@ def resume(
 
 @app.command()
 def validate(
-    config: Annotated[Path, typer.Argument(help="The YAML config.")],
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config.")],
     set_: Sets = None,
 ) -> None:
     """Check a config and build its model without training; print the summary and resolved config."""
@@ -145,7 +157,9 @@ def validate(
 
 @app.command()
 def callbacks(
-    name: Annotated[str | None, typer.Argument(help="Show one callback's full signature.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Show one callback's full signature.")
+    ] = None,
 ) -> None:
     """List every registered callback with its parameters and defaults."""
     from trainrun.commands.callbacks import show_callbacks
@@ -159,7 +173,8 @@ def callbacks(
 @app.command()
 def schema(
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write the schema to this file instead.")
+        Path | None,
+        typer.Option("--out", metavar="FILE", help="Write the schema to this file instead."),
     ] = None,
 ) -> None:
     """Print the JSON Schema of the YAML format, for editors to complete and check configs."""
@@ -185,6 +200,7 @@ CheckpointOpt = Annotated[
     str,
     typer.Option(
         "--checkpoint",
+        metavar="best|last|PATH",
         help="best (ModelCheckpoint's best file), last (model.keras) or a .keras file.",
     ),
 ]
@@ -202,7 +218,11 @@ def evaluate(
     checkpoint: CheckpointOpt = "last",
     split: Annotated[
         str | None,
-        typer.Option("--split", help="test or validation (default: test if the run has one)."),
+        typer.Option(
+            "--split",
+            metavar="test|validation",
+            help="test or validation (default: test if the run has one).",
+        ),
     ] = None,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
@@ -240,6 +260,7 @@ def predict(
         Path | None,
         typer.Option(
             "--out",
+            metavar="FILE",
             help="Output .npy (multi-output models: OUT.<output>.npy each); "
             "default runs/<id>/predictions/<INPUT name>.npy.",
         ),
