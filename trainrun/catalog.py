@@ -187,7 +187,8 @@ def _registry_aliases(kind: str) -> list[str]:
     return found
 
 
-def loss_or_metric_names(kind: str) -> list[str]:
+@functools.cache
+def loss_or_metric_names(kind: str) -> tuple[str, ...]:
     """Every string a config can name as a loss or metric: classes, functions, aliases.
 
     Empty when Keras' layout is not the one this reads; callers then leave the
@@ -195,8 +196,8 @@ def loss_or_metric_names(kind: str) -> list[str]:
     """
     public = [n for n in names(kind) if n not in _NOT_CONFIG_OBJECTS]
     if not public:
-        return []
+        return ()
     known = public + _registry_aliases(kind) + list(COMPILE_ALIASES[kind])
     if kind == "metric":
         known += [_snake_case(n) for n in public if n[:1].isupper()]
-    return sorted(set(known))
+    return tuple(sorted(set(known)))

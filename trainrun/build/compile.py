@@ -109,7 +109,7 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
         known = catalog.loss_or_metric_names(kind)
         raise _located(loaded, UnknownNameError(kind, name, known, path=_fmt(path)), path) from None
     if isinstance(spec, str):
-        return name  # Keras resolves aliases such as 'accuracy' against the model's outputs itself
+        return name  # kept as the string: Keras names the logged metric after it
     cls = (
         found
         if isinstance(found, type)
