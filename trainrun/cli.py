@@ -327,7 +327,16 @@ def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
-        sys.exit(130)
+        code: int | str | None = 130
+    except SystemExit as exc:
+        code = exc.code
+    else:
+        code = 0
+    if "tensorflow" in sys.modules and isinstance(code, int | None):
+        from trainrun.tfimport import exit_now
+
+        exit_now(code or 0)  # skips about a second of TensorFlow teardown
+    sys.exit(code)
 
 
 if __name__ == "__main__":
