@@ -17,6 +17,10 @@ from trainrun.data.arrays import ArraySplit
 
 _FOREVER = 2**62
 
+# The functions handed to tf.data here have no tensor-dependent Python control
+# flow, so AutoGraph has nothing to convert; skipping it saves ~0.2 s of start-up.
+_plain = tf.autograph.experimental.do_not_convert
+
 
 def steps_per_pass(split: ArraySplit, batch_size: int) -> int:
     return math.ceil(len(split) / batch_size)
@@ -75,9 +79,9 @@ def batches(
     last = _FOREVER if repeat else first_pass + 1
     index_ds = (
         tf.data.Dataset.range(first_pass, last)
-        .map(lambda p: _permutation(n, shuffle, seed, p))
+        .map(_plain(lambda p: _permutation(n, shuffle, seed, p)))
         .prefetch(1)
-        .flat_map(lambda indices: _index_batches(indices, n, batch_size))
+        .flat_map(_plain(lambda indices: _index_batches(indices, n, batch_size)))
     )
     if skip:
         index_ds = index_ds.skip(skip)
@@ -91,6 +95,7 @@ def _gather(split: ArraySplit, index_ds: tf.data.Dataset, scale: float | None) -
     """Index batches -> data batches, gathered from arrays held once (as Keras does)."""
     data = tf.data.Dataset.from_tensors(_structure(split)).repeat()
 
+    @_plain
     def grab(i: tf.Tensor, parts: tuple) -> tuple:
         taken = tf.nest.map_structure(lambda a: tf.gather(a, i, axis=0), parts)
         if scale is not None:
@@ -121,6 +126,7 @@ def scaled(
             x = tf.cast(x, tf.float32) / scale
         return x
 
+    @_plain
     def apply(*parts):
         return (tf.nest.map_structure(fix, parts[0]), *parts[1:])
 
@@ -145,8 +151,8 @@ def epoch_batches(
     n = len(split)
     index_ds = (
         tf.data.Dataset.range(1)
-        .map(lambda _: _permutation(n, shuffle, seed, epoch_var.read_value()))
-        .flat_map(lambda indices: _index_batches(indices, n, batch_size))
+        .map(_plain(lambda _: _permutation(n, shuffle, seed, epoch_var.read_value())))
+        .flat_map(_plain(lambda indices: _index_batches(indices, n, batch_size)))
     )
     per_pass = steps_per_pass(split, batch_size)
     return _gather(split, index_ds, scale).apply(tf.data.experimental.assert_cardinality(per_pass))
