@@ -145,3 +145,23 @@ def test_loading_and_prechecking_need_no_tensorflow(cfg):
         [sys.executable, "-c", code, str(cfg)], capture_output=True, text=True, check=True, cwd=ROOT
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("fit", "expected"),
+    [
+        ({"batch_size": 64}, 256),  # auto: 4x the training batch
+        ({"batch_size": 512}, 1024),  # ... up to 1024
+        ({"batch_size": 2048}, 2048),  # ... never below the training batch
+        ({"batch_size": 64, "validation_steps": 5}, 64),  # steps keep their meaning
+        ({"batch_size": 64, "validation_batch_size": 100}, 100),
+    ],
+)
+def test_validation_batch_size(cfg, fit, expected):
+    overrides = [f"fit.{key}={value}" for key, value in fit.items()]
+    assert load_config(cfg, overrides).config.fit.eval_batch_size() == expected
+
+
+def test_validation_batch_size_must_be_auto_or_positive(cfg):
+    with pytest.raises(ConfigError, match="fit.validation_batch_size"):
+        load_config(cfg, ["fit.validation_batch_size=0"])

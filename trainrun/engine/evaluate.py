@@ -87,7 +87,7 @@ def feed(
     if isinstance(value, ArraySplit):
         if len(value) == 0:
             raise DataError(f"the {split} data of this run is empty")
-        ds = pl.batches(value, batch_size=cfg.fit.batch_size, scale=data.scale)
+        ds = pl.batches(value, batch_size=cfg.fit.eval_batch_size(), scale=data.scale)
         return ds, None, len(value)
     steps = cfg.fit.validation_steps if split == "validation" else None
     if int(value.cardinality().numpy()) == tf.data.INFINITE_CARDINALITY:
@@ -121,7 +121,7 @@ def evaluate(run: RunDir, *, checkpoint: str = "last", split: str | None = None)
         checkpoint_choice=chosen.choice,
         split=split,
         samples=samples,
-        batch_size=loaded.config.fit.batch_size if isinstance(value, ArraySplit) else None,
+        batch_size=loaded.config.fit.eval_batch_size() if isinstance(value, ArraySplit) else None,
         metrics={k: float(v) for k, v in logs.items()},
         seconds=round(seconds, 3),
         evaluated=now(),

@@ -198,7 +198,7 @@ class Session:
             return None
         if isinstance(val, ArraySplit):
             return pl.batches(
-                val, batch_size=self.loaded.config.fit.batch_size, scale=self.data.scale
+                val, batch_size=self.loaded.config.fit.eval_batch_size(), scale=self.data.scale
             )
         return val
 
