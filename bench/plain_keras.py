@@ -4,7 +4,7 @@ Keras defaults throughout (no steps_per_execution, no jit_compile argument).
 Prints one JSON line with its own timings; the benchmark measures wall time and
 peak memory from outside.
 
-    python bench/plain_keras.py {mlp|cnn} EPOCHS
+    python bench/plain_keras.py {mlp|cnn} EPOCHS [SEED]
 """
 
 import json
@@ -18,7 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 kind, epochs = sys.argv[1], int(sys.argv[2])
-keras.utils.set_random_seed(1)
+keras.utils.set_random_seed(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 
 path = os.path.join(
     os.environ.get("TRAINRUN_DATA_DIR", os.path.expanduser("~/.keras/datasets")), "mnist.npz"
