@@ -26,6 +26,14 @@ class Data:
         return isinstance(self.train, ArraySplit)
 
 
+def preload(loaded: LoadedConfig) -> None:
+    """Start reading what can be read before TensorFlow is imported (MNIST's file)."""
+    if loaded.config.data.source == "mnist":
+        from trainrun.data.mnist import preload as preload_mnist
+
+        preload_mnist()
+
+
 def build_data(loaded: LoadedConfig) -> Data:
     cfg = loaded.config.data
     limit = cfg.limit
