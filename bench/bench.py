@@ -29,6 +29,14 @@ WORKLOADS = {
     "cnn": ("configs/mnist_cnn.yaml", "cnn", 3),
 }
 
+# trainrun's own callbacks, timed in run.json's timing.callbacks_s; shares of training time.
+PIECES = {
+    "StateKeeper": "state saving",
+    "CSVLogger": "CSV log",
+    "TensorBoard": "TensorBoard",
+    "ProgressBridge": "progress",
+}
+
 
 def run_measured(cmd: list[str], env: dict) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in MiB, stdout) of one child process."""
@@ -85,8 +93,8 @@ def trainrun_once(config: str, epochs: int, seed: int, env: dict) -> dict:
             "first_step_s": t["first_step_s"],
             "epoch_s": t["epoch_s"],
             "val_acc": float(last[acc]),
-            "state_s": info.get("state_seconds", 0.0),
-            "train_s": info.get("train_seconds", 0.0),
+            "train_s": info["train_seconds"],
+            "callbacks_s": t["callbacks_s"],
         }
 
 
@@ -99,8 +107,11 @@ def summarize(results: list[dict]) -> dict:
         "epoch_rest": statistics.median(statistics.mean(r["epoch_s"][1:]) for r in results),
         "rss": med("rss"),
         "val_acc": statistics.mean(r["val_acc"] for r in results),
-        "state_share": statistics.median(r.get("state_s", 0) / r["train_s"] for r in results)
-        if "train_s" in results[0]
+        "shares": {
+            piece: statistics.median(r["callbacks_s"][piece] / r["train_s"] for r in results)
+            for piece in PIECES
+        }
+        if "callbacks_s" in results[0]
         else None,
     }
 
@@ -129,12 +140,43 @@ def startup(env: dict, repeats: int) -> None:
         print()
 
 
+def long_run(env: dict, epochs: int) -> None:
+    """Many tiny epochs: logs, history and resume state grow; epochs must not slow down."""
+    window = max(1, epochs // 6)
+    with tempfile.TemporaryDirectory() as runs:
+        cmd = [
+            *(sys.executable, "-m", "trainrun", "fit", str(ROOT / "configs/mnist_mlp.yaml")),
+            *("--runs-dir", runs, "--set", f"fit.epochs={epochs}"),
+            *("--set", "data.limit.train=640", "--set", "outputs.state_every=2"),
+        ]
+        wall, _, _ = run_measured(cmd, env)
+        (run,) = Path(runs).iterdir()
+        info = json.loads((run / "run.json").read_text())
+        times = info["timing"]["epoch_s"][1:]  # the first one traces
+        early = statistics.median(times[:window])
+        late = statistics.median(times[-window:])
+        rows = len((run / "history.csv").read_text().splitlines()) - 1
+        state = sum(f.stat().st_size for f in (run / "state").rglob("*") if f.is_file())
+        print(
+            f"long run: {epochs} epochs of 8 steps, state saved every 2 steps, "
+            f"{wall:.1f} s; history.csv {rows} rows, run.json "
+            f"{(run / 'run.json').stat().st_size / 1024:.0f} KiB, state/ {state / 1024:.0f} KiB"
+        )
+        print(
+            f"long run: median epoch, epochs 2-{window + 1}: {1000 * early:.1f} ms; "
+            f"last {window}: {1000 * late:.1f} ms; ratio {late / early:.2f}\n"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", default="mlp,cnn")
+    parser.add_argument(
+        "--long-epochs", type=int, default=300, help="epochs of the long-run check (0: skip)"
+    )
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     if not env.get("TRAINRUN_DATA_DIR"):
@@ -144,6 +186,8 @@ def main() -> None:
         "medians; accuracy: mean over the seeds\n"
     )
     startup(env, max(args.repeats, 3))
+    if args.long_epochs:
+        long_run(env, args.long_epochs)
     header = f"{'workload':8} {'measure':22} {'keras':>10} {'trainrun':>10} {'ratio':>7}"
     print(header)
     print("-" * len(header))
@@ -167,7 +211,8 @@ def main() -> None:
             print(
                 f"{name:8} {label:22} {fmt.format(k[key]):>10} {fmt.format(t[key]):>10} {ratio:7.2f}"
             )
-        print(f"{name:8} {'state saving share':22} {'':>10} {t['state_share']:10.1%}")
+        for piece, label in PIECES.items():
+            print(f"{name:8} {label + ' share':22} {'':>10} {t['shares'][piece]:10.1%}")
         print(
             f"{name:8} {'accuracy gap (points)':22} {'':>10} {100 * (t['val_acc'] - k['val_acc']):+10.2f}"
         )

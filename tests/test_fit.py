@@ -51,6 +51,12 @@ def test_mnist_mlp_run_directory(tmp_path):
     for split in ("train", "validation"):
         assert list((run / "tensorboard" / split).glob("events.out.tfevents.*")), split
     assert "epoch 2/2" in (run / "train.log").read_text()
+    timing = info["timing"]
+    assert len(timing["epoch_s"]) == 2
+    # trainrun's own pieces, timed per callback class, each a small share of training.
+    spent = timing["callbacks_s"]
+    for piece in ("CSVLogger", "TensorBoard", "ProgressBridge", "StateKeeper"):
+        assert 0 < spent[piece] < 0.25 * info["train_seconds"], (piece, spent)
 
 
 def test_resolved_config_reproduces_the_run(tmp_path):

@@ -217,6 +217,39 @@ class StateKeeper(keras.callbacks.Callback):
             raise Interrupted
 
 
+# The hooks Keras' CallbackList calls; on_batch_begin/end are left out because the
+# base class calls them from on_train_batch_begin/end (they would count twice).
+TIMED_HOOKS = (
+    "on_train_begin",
+    "on_train_end",
+    "on_epoch_begin",
+    "on_epoch_end",
+    "on_train_batch_begin",
+    "on_train_batch_end",
+    "on_test_begin",
+    "on_test_end",
+    "on_test_batch_begin",
+    "on_test_batch_end",
+)
+
+
+def time_hooks(callback: Any, seconds: dict[str, float]) -> None:
+    """Add the time `callback`'s hooks take to ``seconds[<its class name>]``."""
+    name = type(callback).__name__
+    seconds.setdefault(name, 0.0)
+    for hook in TIMED_HOOKS:
+        method = getattr(callback, hook)
+
+        def timed(*args: Any, _method: Callable = method, **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return _method(*args, **kwargs)
+            finally:
+                seconds[name] += time.perf_counter() - t0
+
+        setattr(callback, hook, timed)
+
+
 class OneRun(keras.callbacks.CallbackList):
     """The callbacks of one training run that may span several ``model.fit`` calls.
 
@@ -224,11 +257,15 @@ class OneRun(keras.callbacks.CallbackList):
     and the remaining epochs in another. To the callbacks that is still one run:
     ``on_train_begin`` is delivered once, and ``on_train_end`` only after the
     last call (EarlyStopping restores its best weights there, which must not
-    happen between the two).
+    happen between the two). It also times every callback's hooks.
     """
 
     def __init__(self, callbacks: list[Any], model: Any) -> None:
         super().__init__(callbacks, add_history=True, add_progbar=False, model=model)
+        # Time spent in each callback's hooks, by class: run.json's timing.callbacks_s.
+        self.seconds: dict[str, float] = {}
+        for callback in self.callbacks:
+            time_hooks(callback, self.seconds)
         self.began = False
         self.ended = False
         self.hold_end = False

@@ -282,6 +282,9 @@ class Session:
             return Outcome("interrupted", exit_code=130)
         finally:
             self.reporter.stop_training()
+            self.timing["callbacks_s"] = {
+                name: round(seconds, 4) for name, seconds in run_callbacks.seconds.items()
+            }
         if _nan_stopped(self):
             return Outcome(
                 "failed", error="loss became NaN; training stopped (TerminateOnNaN)", exit_code=1
