@@ -136,6 +136,9 @@ def test_light_commands_do_not_import_tensorflow(runs):
     ):
         seen = _imports_after(args)
         assert seen == {"rc": 0, "tf": False, "keras": False}, (args, seen)
+    # Resuming a completed run is refused before TensorFlow is imported.
+    seen = _imports_after(["resume", str(runs / "new-run")])
+    assert seen == {"rc": 2, "tf": False, "keras": False}, seen
 
 
 def test_show_history_best_epoch_and_curves(runs):

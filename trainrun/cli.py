@@ -6,6 +6,7 @@ errors stay fast. Heavy modules are imported inside the commands that train.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -119,8 +120,11 @@ def resume(
 ) -> None:
     """Continue an interrupted, killed or finished run from its last saved state."""
     _check_device(device)
-    _quiet_tensorflow()
     try:
+        if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
+            run_dir = _open_run(run, runs_dir)
+            run_dir.check_resumable(run_dir.read_info(), epochs)  # a finished run: no TF needed
+        _quiet_tensorflow()
         from trainrun.engine import fit as engine
 
         outcome, _ = engine.resume(

@@ -179,17 +179,8 @@ def resume(
         loaded = load_config(run.config_file, overrides)
         if loaded.config.seed is None:
             raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
-        if epochs is not None and epochs < info.get("epochs_done", 0):
-            raise TrainrunError(
-                f"--epochs {epochs} is below the {info['epochs_done']} epochs this run has done already"
-            )
+        run.check_resumable(info, epochs)
         status = info.get("status")
-        done = info.get("epochs_done", 0)
-        if status in ("completed", "stopped_early") and (epochs is None or epochs <= done):
-            raise TrainrunError(
-                f"run {run.id} is {status} after {done} epoch(s); "
-                f"to train further, raise the target: trainrun resume {run.path} --epochs {done + 5}"
-            )
         session = Session(loaded, run, reporter, device=device, resuming=True)
         session.prepare()
         restored = session.restore()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainrun.errors import RunDirError
+from trainrun.errors import RunDirError, TrainrunError
 from trainrun.runs.files import write_atomic, write_json
 
 STATUSES = ("running", "completed", "stopped_early", "interrupted", "failed")
@@ -130,6 +130,20 @@ class RunDir:
             return json.loads(self.run_json.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{self.run_json} is unreadable: {exc}") from None
+
+    def check_resumable(self, info: dict[str, Any], epochs: int | None) -> None:
+        """Refuse a resume that has nothing to do, before anything heavy is loaded."""
+        done = info.get("epochs_done", 0)
+        if epochs is not None and epochs < done:
+            raise TrainrunError(
+                f"--epochs {epochs} is below the {done} epochs this run has done already"
+            )
+        status = info.get("status")
+        if status in ("completed", "stopped_early") and (epochs is None or epochs <= done):
+            raise TrainrunError(
+                f"run {self.id} is {status} after {done} epoch(s); "
+                f"to train further, raise the target: trainrun resume {self.path} --epochs {done + 5}"
+            )
 
     def write_info(self, info: dict[str, Any]) -> None:
         write_json(self.run_json, info)
