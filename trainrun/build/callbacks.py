@@ -20,6 +20,18 @@ DEFAULT_PATHS = {
 }
 
 
+class TensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard without per-batch work that writes nothing.
+
+    With ``update_freq='epoch'`` (the default) Keras still passes every batch's
+    logs to ``tf.summary.scalar``, which records nothing when no writer is set;
+    at one step per execution that took 14% of an MNIST run's training time.
+    """
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        super().on_train_batch_end(batch, None if self.update_freq == "epoch" else logs)
+
+
 def _lr_schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
     """LearningRateScheduler's schedule: {piecewise: {...}} or an import path."""
     if isinstance(value, str):
@@ -82,6 +94,8 @@ def build_callbacks(
     for name, args, path in callback_specs(loaded):
         where = format_path(path)
         cls = resolve_callback_class(name, base_dir=loaded.base_dir, path=where)
+        if cls is keras.callbacks.TensorBoard:
+            cls = TensorBoard
         short = cls.__name__
         listed.add(short)
         if short in DEFAULT_PATHS:
@@ -114,5 +128,5 @@ def build_callbacks(
         # written even when a listed CSVLogger logs to another file as well.
         out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming))
     if outputs.tensorboard and "TensorBoard" not in listed:
-        out.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
+        out.append(TensorBoard(log_dir=str(run_dir / "tensorboard")))
     return out
