@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import re
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,12 @@ def fit(config, tmp_path, *extra):
     r = cli("fit", config, "--runs-dir", runs, *SMALL, *extra)
     assert r.returncode == 0, r.stdout + r.stderr
     return only_run(runs), r
+
+
+def tensorboard_tags(log_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    return set(EventAccumulator(str(log_dir)).Reload().Tags()["tensors"])
 
 
 def test_mnist_mlp_run_directory(tmp_path):
@@ -50,6 +57,8 @@ def test_mnist_mlp_run_directory(tmp_path):
     assert float(rows[1]["val_sparse_categorical_accuracy"]) > 0.8
     for split in ("train", "validation"):
         assert list((run / "tensorboard" / split).glob("events.out.tfevents.*")), split
+    tags = tensorboard_tags(run / "tensorboard" / "train")
+    assert "epoch_loss" in tags and not any(t.startswith("batch_") for t in tags), tags
     assert "epoch 2/2" in (run / "train.log").read_text()
     timing = info["timing"]
     assert len(timing["epoch_s"]) == 2
@@ -300,12 +309,12 @@ def test_listed_callbacks_write_inside_the_run_dir(tmp_path):
         (CONFIGS / "mnist_mlp.yaml").read_text()
         + "callbacks:\n"
         + "  - CSVLogger: {filename: logs/mine.csv}\n"
-        + "  - TensorBoard: {log_dir: tb}\n"
+        + "  - TensorBoard: {log_dir: tb, update_freq: batch}\n"
         + "  - ModelCheckpoint: {filepath: 'ckpt/w-{epoch:02d}.weights.h5', save_weights_only: true}\n"
     )
     run, _ = fit(cfg, tmp_path)
     assert (run / "logs" / "mine.csv").read_text() == (run / "history.csv").read_text()
-    assert list((run / "tb" / "train").glob("events*"))
+    assert {"batch_loss", "epoch_loss"} <= tensorboard_tags(run / "tb" / "train")
     assert not (run / "tensorboard").exists()  # the listed TensorBoard replaces the default
     assert sorted(p.name for p in (run / "ckpt").iterdir()) == [
         "w-01.weights.h5",

@@ -7,8 +7,7 @@ import sys
 import textwrap
 
 import pytest
-
-from tests.conftest import CONFIGS, ROOT, SMALL, assert_clean_error, cli, only_run, read_history
+from conftest import CONFIGS, ROOT, SMALL, assert_clean_error, cli, only_run, read_history
 
 
 def _python(code: str) -> subprocess.CompletedProcess:

@@ -46,6 +46,9 @@ class LearningRateLogger(keras.callbacks.Callback):
             logs["learning_rate"] = current_lr(self.model.optimizer)
 
 
+SHOW_EVERY = 0.05  # seconds between the progress display's batch updates, at most
+
+
 class ProgressBridge(keras.callbacks.Callback):
     """Feeds the Rich progress display from Keras' batch and epoch hooks; records timings."""
 
@@ -64,6 +67,7 @@ class ProgressBridge(keras.callbacks.Callback):
         self.start_step = start_step
         self.timing = timing if timing is not None else {}
         self._epoch_t0 = 0.0
+        self._shown = 0.0  # when the display last got a batch update
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_t0 = time.time()
@@ -76,6 +80,9 @@ class ProgressBridge(keras.callbacks.Callback):
         step = self.start_step + batch + 1
         if self.steps:
             step = min(step, self.steps)  # Keras reports a short last execution as a full one
+        if t0 - self._shown < SHOW_EVERY and step != self.steps:
+            return  # the display redraws 10 times a second: a faster update is never seen
+        self._shown = t0
         self.reporter.batch(step, {k: _float(v) for k, v in (logs or {}).items()})
         self.timing["progress_s"] = round(self.timing.get("progress_s", 0.0) + time.time() - t0, 4)
 
