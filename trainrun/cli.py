@@ -78,13 +78,14 @@ def fit(
 ) -> None:
     """Validate a config, build the model and data, train; creates runs/<id>/."""
     from trainrun.config import load_config, with_seed
-    from trainrun.data import preload
     from trainrun.precheck import precheck
 
     _check_device(device)
     try:
         loaded = with_seed(load_config(config, set_ or [], name=name))
         precheck(loaded)
+        from trainrun.data import preload
+
         preload(loaded)  # reads the data while TensorFlow imports
         _quiet_tensorflow()
         from trainrun.engine import fit as engine
