@@ -5,14 +5,14 @@ setting can silence them; they would bury trainrun's own one-line messages.
 The notices are captured while importing and shown only if the import fails.
 
 Two costs a training run pays for nothing are cut here (measured on a 2-core
-machine, whose whole MNIST run takes about 10 s):
+machine, where the whole MNIST MLP run takes about 8 s):
 
 - Keras imports ``matplotlib.pyplot`` at start-up for ``keras.visualization``
-  (about 0.6 s); trainrun depends on matplotlib for ``trainrun show``, so every
+  (about 0.5 s); trainrun depends on matplotlib for ``trainrun show``, so every
   run would pay it. Those modules are imported on their first use instead.
 - The interpreter's teardown of TensorFlow's modules and runtime takes about a
-  second after the last file is written. `exit_now` skips it, once every
-  buffered file and TensorBoard writer is flushed.
+  second after the last file is written. `exit_now` skips it, once non-daemon
+  threads are joined and every buffered file and TensorBoard writer is flushed.
 """
 
 from __future__ import annotations
