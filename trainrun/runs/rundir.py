@@ -142,7 +142,7 @@ class RunDir:
         if status in ("completed", "stopped_early") and (epochs is None or epochs <= done):
             raise TrainrunError(
                 f"run {self.id} is {status} after {done} epoch(s); "
-                f"to train further, raise the target: trainrun resume {self.path} --epochs {done + 5}"
+                f"to train further, raise the target: trainrun resume {self.path} --epochs {done + 10}"
             )
 
     def write_info(self, info: dict[str, Any]) -> None:
