@@ -7,7 +7,8 @@ final validation accuracy, with the ratio trainrun / Keras. Repeat i runs both
 sides with seed i, so the accuracies compared are means over as many seeds:
 one seed's result moves by a few tenths of a point with the shuffle order alone.
 
-    TRAINRUN_DATA_DIR=../shared/data python bench/bench.py [--repeats 3] [--workloads mlp,cnn]
+    TRAINRUN_DATA_DIR=../shared/data python bench/bench.py [--repeats 5] [--workloads mlp,cnn]
+        [--long-epochs 300]
 """
 
 from __future__ import annotations
