@@ -24,7 +24,14 @@ from trainrun.console import fmt_value
 from trainrun.errors import RunDirError
 from trainrun.registry import split_component
 from trainrun.runs.files import write_atomic
-from trainrun.runs.listing import effective_status, fmt_best, fmt_duration
+from trainrun.runs.listing import (
+    count,
+    effective_status,
+    fmt_best,
+    fmt_duration,
+    fmt_epochs,
+    read_record,
+)
 from trainrun.runs.rundir import RunDir
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -34,29 +41,47 @@ MAX_ROWS = 40  # longer histories show their first and last epochs and the best 
 # ---------------------------------------------------------------- reading
 
 
-def read_history(path: Path) -> tuple[list[str], list[dict[str, float]]]:
-    """(columns, rows) of history.csv; values as floats, epoch as an int (0-based)."""
+def read_history(path: Path) -> tuple[list[str], list[dict[str, float]], list[str]]:
+    """(columns, rows, problems) of history.csv; values as floats, epoch as an int (0-based).
+
+    A cell that is not a number is left out of its row (shown as '-') and a row
+    without a whole epoch number is left out; each is named in `problems` by its
+    line, so a damaged file shows what it can and says what it could not.
+    """
     if not path.is_file():
-        return [], []
+        return [], [], []
+    problems: list[str] = []
+    rows: list[dict[str, float]] = []
     try:
         with path.open(newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             columns = list(reader.fieldnames or [])
-            rows = []
             for raw in reader:
+                line = reader.line_num
                 row: dict[str, float] = {}
+                bad: list[str] = []
                 for key, value in raw.items():
                     if key is None or value in (None, ""):
-                        continue
+                        continue  # extra cells past the header, or an empty cell
                     try:
                         row[key] = float(value)
                     except ValueError:
-                        continue
-                if "epoch" in row:
-                    rows.append(row)
+                        bad.append(f"{key}={value!r}")
+                epoch = row.get("epoch")
+                if epoch is None or not math.isfinite(epoch) or epoch != int(epoch) or epoch < 0:
+                    problems.append(
+                        f"history.csv line {line}: epoch {raw.get('epoch')!r} is not an epoch "
+                        "number; row left out"
+                    )
+                    continue
+                if bad:
+                    problems.append(
+                        f"history.csv line {line}: {', '.join(bad)} not a number; shown as -"
+                    )
+                rows.append(row)
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise RunDirError(f"{path} is unreadable: {exc}") from None
-    return columns, rows
+    return columns, rows, problems
 
 
 def series_of(columns: list[str], rows: list[dict[str, float]]) -> list[tuple[str, str | None]]:
@@ -230,7 +255,7 @@ def _shown_rows(rows: list[dict[str, float]], best_epoch: int | None) -> list[di
 
 def show_run(run: RunDir, out: Console) -> None:
     """Print the run's summary and history; write curves.png."""
-    info = run.read_info()
+    info = read_record(run)
     try:
         config = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
@@ -239,10 +264,10 @@ def show_run(run: RunDir, out: Console) -> None:
         raise RunDirError(f"{run.config_file} is not a trainrun config (not a mapping)")
     status, note = effective_status(run, info)
     best = info.get("best") if isinstance(info.get("best"), dict) else None
-    best_epoch = best.get("epoch") if best else None
+    best_epoch = count(best.get("epoch")) if best else None
     summary = [
         ("status", status + (f" ({note})" if note else "")),
-        ("epochs", f"{info.get('epochs_done', '-')}/{info.get('epochs', '-')}"),
+        ("epochs", fmt_epochs(info)),
         ("best", fmt_best(best)),
         ("train time", fmt_duration(info.get("train_seconds"))),
         ("created", str(info.get("created", "-"))),
@@ -250,7 +275,7 @@ def show_run(run: RunDir, out: Console) -> None:
     ]
     if info.get("error"):
         summary.append(("error", str(info["error"])))
-    if info.get("resumes"):
+    if isinstance(info.get("resumes"), list) and info["resumes"]:
         summary.append(("resumes", str(len(info["resumes"]))))
     _section(out, f"run {run.id}  ({run.path})", summary)
     _section(out, "config", _config_rows(config))
@@ -258,7 +283,9 @@ def show_run(run: RunDir, out: Console) -> None:
     if evaluation:
         _section(out, *evaluation)
 
-    columns, rows = read_history(run.history_csv)
+    columns, rows, problems = read_history(run.history_csv)
+    for problem in problems:
+        out.print(Text(f"note: {problem}"), soft_wrap=True)
     if not rows:
         out.print("no epochs recorded yet (history.csv is missing or empty)")
         return
@@ -289,8 +316,9 @@ def _history_table(
     columns: list[str], rows: list[dict[str, float]], best_epoch: int | None
 ) -> Table:
     shown = [c for c in columns if c != "epoch" and (c != "learning_rate" or lr_changed(rows))]
-    if "learning_rate" in columns and not lr_changed(rows):
-        title_lr = f"; learning_rate {fmt_value(rows[0]['learning_rate'])} throughout"
+    rates = _values(rows, "learning_rate")
+    if rates and not lr_changed(rows):
+        title_lr = f"; learning_rate {fmt_value(rates[0])} throughout"
     else:
         title_lr = ""
     table = Table(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainrun.console import fmt_value
-from trainrun.errors import RunDirError
+from trainrun.errors import RunDirError, TrainrunError
 from trainrun.runs.rundir import RunDir, pid_alive
 
 
@@ -37,6 +38,59 @@ class RunRow:
         return self.status not in ("broken", "not a run")
 
 
+def read_record(run: RunDir) -> dict[str, Any]:
+    """The run's run.json as a dict; RunDirError naming the file and what is wrong with it.
+
+    Infinity and NaN are accepted (Python's json writes them for a diverged loss);
+    the fields are checked where they are shown, so one odd value costs one cell.
+    """
+    path = run.run_json
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise RunDirError(f"{path} is unreadable: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RunDirError(
+            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+            "the run's record is damaged: restore it from a backup or remove the run"
+        ) from None
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise RunDirError(
+            f"{path} is unreadable: {exc.msg} at line {exc.lineno} column {exc.colno}; "
+            "the run's record is damaged: restore it from a backup or remove the run"
+        ) from None
+    if not isinstance(info, dict):
+        raise RunDirError(
+            f"{path} is not a JSON object (it holds {_kind(info)}); "
+            'a run\'s record is an object like {"id": ..., "status": ...}'
+        )
+    return info
+
+
+def _kind(value: Any) -> str:
+    names = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
+
+
+def finite(value: Any) -> float | None:
+    """A real, finite number, or None (for a missing field, a string, NaN, Infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def count(value: Any) -> int | None:
+    """A whole non-negative count (epochs), or None."""
+    number = finite(value)
+    if number is None or number < 0 or number != int(number):
+        return None
+    return int(number)
+
+
 def effective_status(run: RunDir, info: dict[str, Any]) -> tuple[str, str]:
     """(status, note): 'running' only while a live process holds the run.
 
@@ -44,18 +98,21 @@ def effective_status(run: RunDir, info: dict[str, Any]) -> tuple[str, str]:
     clear it when they finish; a "running" run whose process is gone was killed
     (SIGKILL, a crash, a lost machine) before it could record that.
     """
-    status = str(info.get("status") or "unknown")
+    status = info.get("status")
+    status = status if isinstance(status, str) and status else "unknown"
     if status != "running":
         return status, ""
     pid = info.get("pid")
-    if run.lock_owner() is not None or (isinstance(pid, int) and pid > 0 and pid_alive(pid)):
+    pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+    if run.lock_owner() is not None or (pid is not None and pid_alive(pid)):
         return "running", ""
     gone = f"pid {pid} is gone" if pid else "no live process"
     return "killed", f"run.json says running but {gone}; `trainrun resume {run.id}` continues it"
 
 
 def fmt_duration(seconds: Any) -> str:
-    if not isinstance(seconds, int | float) or seconds < 0:
+    seconds = finite(seconds)
+    if seconds is None or seconds < 0:
         return "-"
     if seconds < 60:
         return f"{seconds:.1f}s"
@@ -66,28 +123,44 @@ def fmt_duration(seconds: Any) -> str:
     return f"{hours}h {minutes:02d}m"
 
 
-def parse_time(text: Any) -> dt.datetime | None:
+def parse_time(text: Any, tz: dt.tzinfo | None = None) -> dt.datetime | None:
+    """An ISO time; a time without a zone is taken to be in `tz` (so it can be compared)."""
     if not isinstance(text, str):
         return None
     try:
-        return dt.datetime.fromisoformat(text)
+        when = dt.datetime.fromisoformat(text)
     except ValueError:
         return None
+    return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
 
 
 def fmt_best(best: Any) -> str:
     if not isinstance(best, dict) or "value" not in best:
         return "-"
-    return f"{best.get('monitor', '?')} {fmt_value(best['value'])} @ {best.get('epoch', '?')}"
+    epoch = count(best.get("epoch"))
+    return (
+        f"{best.get('monitor', '?')} {fmt_value(best['value'])} @ {'?' if epoch is None else epoch}"
+    )
+
+
+def fmt_epochs(info: dict[str, Any]) -> str:
+    done, target = count(info.get("epochs_done")), count(info.get("epochs"))
+    if done is None:
+        return "-"
+    return f"{done}/{target}" if target is not None else str(done)
 
 
 def _duration(info: dict[str, Any], status: str) -> str:
     """Training time; for a run still going, the time since it started."""
-    start, end = parse_time(info.get("created")), parse_time(info.get("finished"))
+    start = parse_time(info.get("created"))
+    end = parse_time(info.get("finished"), start.tzinfo if start else None)
+    if start and end and (start.tzinfo is None) != (end.tzinfo is None):
+        start = start.replace(tzinfo=end.tzinfo)
     if status == "running" and start:
         return fmt_duration((dt.datetime.now(start.tzinfo) - start).total_seconds()) + " so far"
-    if isinstance(info.get("train_seconds"), int | float) and info["train_seconds"] > 0:
-        return fmt_duration(info["train_seconds"])
+    seconds = finite(info.get("train_seconds"))
+    if seconds is not None and seconds > 0:
+        return fmt_duration(seconds)
     if start and end:
         return fmt_duration((end - start).total_seconds())
     return "-"
@@ -107,29 +180,32 @@ def describe(path: Path) -> RunRow:
         missing = "no run.json" + ("" if run.config_file.is_file() else " or config.yaml")
         return RunRow(path.name, "not a run", note=missing, sort_key=_mtime(path))
     try:
-        info = json.loads(run.run_json.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return RunRow(path.name, "broken", note=f"run.json: {exc}", sort_key=_mtime(path))
-    if not isinstance(info, dict):
-        return RunRow(
-            path.name, "broken", note="run.json is not a JSON object", sort_key=_mtime(path)
-        )
+        info = read_record(run)
+    except TrainrunError as exc:
+        return RunRow(path.name, "broken", note=exc.message, sort_key=_mtime(path))
     status, note = effective_status(run, info)
     created = parse_time(info.get("created"))
-    done, target = info.get("epochs_done"), info.get("epochs")
-    epochs = "-" if done is None else f"{done}/{target}" if target is not None else str(done)
     if info.get("error") and not note:
         note = str(info["error"])
     return RunRow(
-        id=str(info.get("id") or path.name),
+        id=info["id"] if isinstance(info.get("id"), str) and info["id"] else path.name,
         status=status,
-        epochs=epochs,
+        epochs=fmt_epochs(info),
         best=fmt_best(info.get("best")),
         duration=_duration(info, status),
         started=created.strftime("%Y-%m-%d %H:%M") if created else "-",
         note=note,
         sort_key=created.timestamp() if created else _mtime(path),
     )
+
+
+def _describe_or_broken(path: Path) -> RunRow:
+    """describe(), with a last guard: a value no check foresaw breaks its own row only."""
+    try:
+        return describe(path)
+    except Exception as exc:  # noqa: BLE001 - one run's damage must not hide the others
+        note = f"cannot be read ({type(exc).__name__}: {exc}); `trainrun show {path}` for details"
+        return RunRow(path.name, "broken", note=note, sort_key=_mtime(path))
 
 
 def list_runs(runs_dir: Path) -> list[RunRow]:
@@ -151,5 +227,5 @@ def list_runs(runs_dir: Path) -> list[RunRow]:
         entries = [p for p in runs_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
     except OSError as exc:
         raise RunDirError(f"cannot read {runs_dir}: {exc.strerror}") from None
-    rows = [describe(p) for p in entries]
+    rows = [_describe_or_broken(p) for p in entries]
     return sorted(rows, key=lambda r: (r.sort_key, r.id), reverse=True)
