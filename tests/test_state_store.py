@@ -3,24 +3,32 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from trainrun.engine.state import Snapshot, StateStore
+from trainrun.errors import RunDirError
 
 
 def snap(epoch: int, step: int) -> Snapshot:
+    history = [{"epoch": e} for e in range(epoch)]
     return Snapshot(
-        epoch, step, {"model/0": np.full(3, epoch * 100 + step, dtype="float32")}, {"history": []}
+        epoch,
+        step,
+        {"model/0": np.full(3, epoch * 100 + step, dtype="float32")},
+        {"history": history},
     )
 
 
-def test_round_trip_and_only_latest_kept(tmp_path):
+def test_round_trip_and_two_kept(tmp_path):
     store = StateStore(tmp_path / "state")
     store.save(snap(0, 5))
     store.save(snap(1, 0))
+    store.save(snap(1, 3))
     loaded = store.load()
-    assert (loaded.epoch, loaded.step) == (1, 0)
-    assert loaded.arrays["model/0"].tolist() == [100.0] * 3
-    assert [p.name for p in (tmp_path / "state").glob("ckpt-*")] == ["ckpt-000002"]
+    assert (loaded.epoch, loaded.step) == (1, 3)
+    assert loaded.arrays["model/0"].tolist() == [103.0] * 3
+    names = sorted(p.name for p in (tmp_path / "state").glob("ckpt-*"))
+    assert names == ["ckpt-000002", "ckpt-000003"]  # the latest and the one to fall back to
 
 
 def test_kill_mid_write_of_arrays_keeps_previous(tmp_path):
@@ -49,7 +57,8 @@ def test_damaged_latest_falls_back(tmp_path):
     (tmp_path / "state" / "LATEST").write_text("ckpt-999999")
     assert store.load().step == 1
     (tmp_path / "state" / "ckpt-000001" / "arrays.npz").write_bytes(b"garbage")
-    assert store.load() is None
+    with pytest.raises(RunDirError, match="ckpt-000001: arrays.npz is unreadable"):
+        store.load()  # never a silent restart from the beginning
 
 
 def test_no_state(tmp_path):

@@ -10,18 +10,22 @@ A saved state is a directory ``state/ckpt-NNNNNN/`` holding
   callback's scalars, Python's RNG state.
 
 ``state/LATEST`` names the newest complete directory and is replaced
-atomically after that directory is fsynced; older directories are removed only
-then. A kill at any instant therefore leaves LATEST pointing at a complete
-state. Loading falls back to the newest complete directory if LATEST is lost.
+atomically after that directory is fsynced; only then are directories older
+than the previous one removed, so two complete states are always kept. A kill
+at any instant therefore leaves LATEST pointing at a complete state. Loading
+checks what it reads (a damaged file, or a meta.json whose epoch, step,
+history or types are wrong) and falls back to the previous state; when no
+state is usable it refuses rather than start the run over.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import shutil
+import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,11 +47,16 @@ class Snapshot:
     meta: dict[str, Any] = field(default_factory=dict)
 
 
+KEEP = 2  # complete states kept: the newest, and the one to fall back to
+
+
 class StateStore:
     """The state/ directory of a run."""
 
     def __init__(self, directory: Path) -> None:
         self.dir = Path(directory)
+        # States `load` passed over, newest first, with why: (directory, reason).
+        self.skipped: list[tuple[Path, str]] = []
 
     def _complete(self) -> list[Path]:
         if not self.dir.is_dir():
@@ -55,6 +64,16 @@ class StateStore:
         return sorted(
             p for p in self.dir.glob("ckpt-*") if (p / META).is_file() and (p / ARRAYS).is_file()
         )
+
+    def exists(self) -> bool:
+        """Whether any state directory (complete or not) is here."""
+        return self.dir.is_dir() and any(self.dir.glob("ckpt-*"))
+
+    def _latest_name(self) -> str | None:
+        try:
+            return (self.dir / "LATEST").read_text().strip() or None
+        except OSError:
+            return None
 
     def save(self, snap: Snapshot) -> Path:
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -73,28 +92,162 @@ class StateStore:
             target / META, json.dumps(meta, allow_nan=True)
         )  # written last: marks complete
         fsync_dir(self.dir)
+        previous = self._latest_name()
         write_atomic(self.dir / "LATEST", target.name)
+        keep = {target.name}
+        if previous and (self.dir / previous) in existing:
+            keep.add(previous)  # the state to fall back to if this one is damaged later
+        for old in reversed(existing):
+            if len(keep) >= KEEP:
+                break
+            keep.add(old.name)
         for old in self.dir.glob("ckpt-*"):
-            if old != target:
+            if old.name not in keep:
                 shutil.rmtree(old, ignore_errors=True)
         return target
 
-    def load(self) -> Snapshot | None:
+    def load(
+        self, *, max_epoch: int | None = None, check: Callable[[Snapshot], str | None] | None = None
+    ) -> Snapshot | None:
+        """The newest usable state; None when there is none at all.
+
+        LATEST first, then older complete directories. A state whose files are
+        damaged, whose meta.json fails `validate_meta`, or that `check` rejects
+        is skipped (and listed in `self.skipped`). When states exist but none is
+        usable, raises RunDirError naming each one and why: resuming from the
+        start instead would silently throw the run's progress away.
+        """
+        self.skipped = []
         candidates = self._complete()
-        with contextlib.suppress(OSError):
-            latest = self.dir / (self.dir / "LATEST").read_text().strip()
-            if latest in candidates:
-                candidates.remove(latest)
-                candidates.append(latest)
+        latest = self._latest_name()
+        if latest and self.dir / latest in candidates:
+            candidates.remove(self.dir / latest)
+            candidates.append(self.dir / latest)
         for path in reversed(candidates):
-            try:
-                meta = json.loads((path / META).read_text())
-                with np.load(path / ARRAYS, allow_pickle=False) as f:
-                    arrays = {k: f[k] for k in f.files}
-            except (OSError, ValueError, json.JSONDecodeError):
-                continue  # damaged: fall back to an older complete one
-            return Snapshot(meta.pop("epoch"), meta.pop("step"), arrays, meta)
+            snap, reason = _read(path, max_epoch)
+            if snap is not None and check is not None:
+                reason = check(snap)
+            if reason is None and snap is not None:
+                return snap
+            self.skipped.append((path, reason or "unreadable"))
+        if self.skipped:
+            raise RunDirError(damaged_message(self.dir, self.skipped))
         return None
+
+    def set_aside(self, path: Path) -> Path:
+        """Rename a damaged state out of the way (kept for inspection, never loaded again)."""
+        dest = self.dir / f"damaged-{path.name}"
+        n = 1
+        while dest.exists():
+            n += 1
+            dest = self.dir / f"damaged-{path.name}.{n}"
+        os.replace(path, dest)
+        fsync_dir(self.dir)
+        return dest
+
+
+def damaged_message(directory: Path, skipped: list[tuple[Path, str]]) -> str:
+    run = directory.parent
+    what = "; ".join(f"{p.name}: {why}" for p, why in skipped)
+    return (
+        f"no usable resume state in {directory} ({what}); resuming from the start would "
+        f"silently drop the run's progress, so it is refused. Put back {directory} from a "
+        f"backup, or train again as a new run: trainrun fit {run / 'config.yaml'}"
+    )
+
+
+def _read(path: Path, max_epoch: int | None) -> tuple[Snapshot | None, str | None]:
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return None, f"{META} is unreadable ({exc})"
+    reason = validate_meta(meta, max_epoch=max_epoch)
+    if reason is not None:
+        return None, f"{META}: {reason}"
+    try:
+        with np.load(path / ARRAYS, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        return None, f"{ARRAYS} is unreadable ({type(exc).__name__}: {exc})"
+    bad = [k for k, v in arrays.items() if v.dtype.kind not in "biuf"]
+    if bad:
+        return None, f"{ARRAYS} holds non-numeric arrays ({', '.join(bad[:3])})"
+    if "rng/numpy" in arrays and arrays["rng/numpy"].shape != (624,):
+        return None, f"{ARRAYS}: rng/numpy has shape {arrays['rng/numpy'].shape}, not (624,)"
+    return Snapshot(meta.pop("epoch"), meta.pop("step"), arrays, meta), None
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def validate_meta(meta: Any, *, max_epoch: int | None = None) -> str | None:
+    """What is wrong with a state's meta.json as read back, or None when it is usable.
+
+    A state is only ever saved with the epoch in progress, the steps taken in it,
+    and one history row per finished epoch (0 .. epoch-1): anything else was
+    damaged or edited, and resuming from it would corrupt the run.
+    """
+    if not isinstance(meta, dict):
+        return f"expected a JSON object, got {type(meta).__name__}"
+    epoch, step = meta.get("epoch"), meta.get("step")
+    if not _is_int(epoch) or epoch < 0:
+        return f"epoch is {epoch!r}, expected a whole number >= 0"
+    if max_epoch is not None and epoch > max_epoch:
+        return f"epoch is {epoch}, beyond the run's {max_epoch} epochs"
+    if not _is_int(step) or step < 0:
+        return f"step is {step!r}, expected a whole number >= 0"
+    history = meta.get("history", [])
+    if not isinstance(history, list) or not all(isinstance(r, dict) for r in history):
+        return "history is not a list of rows"
+    epochs = [r.get("epoch") for r in history]
+    if epochs != list(range(epoch)):
+        return (
+            f"history has rows for epochs {epochs[:8]}, expected 0 .. {epoch - 1} for epoch {epoch}"
+        )
+    for row in history:
+        bad = [k for k, v in row.items() if not isinstance(k, str) or not _is_number(v)]
+        if bad:
+            return f"history row {row['epoch']} has non-numeric {bad[0]!r}"
+    callbacks = meta.get("callbacks", [])
+    if not isinstance(callbacks, list) or not all(
+        isinstance(c, dict) and isinstance(c.get("class"), str) for c in callbacks
+    ):
+        return "callbacks is not a list of {class: ...} entries"
+    rng = meta.get("rng", {})
+    if not isinstance(rng, dict) or not _valid_rng(rng):
+        return "rng is not the saved RNG state"
+    seconds = meta.get("train_seconds", 0.0)
+    if not _is_number(seconds) or not seconds >= 0:
+        return f"train_seconds is {seconds!r}, expected seconds >= 0"
+    return None
+
+
+def _valid_rng(rng: dict[str, Any]) -> bool:
+    py, npy = rng.get("python"), rng.get("numpy")
+    if py is not None and not (
+        isinstance(py, list)
+        and len(py) == 3
+        and _is_int(py[0])
+        and isinstance(py[1], list)
+        and len(py[1]) == 625
+        and all(_is_int(v) and 0 <= v < 2**32 for v in py[1])
+        and (py[2] is None or _is_number(py[2]))
+    ):
+        return False
+    return npy is None or (
+        isinstance(npy, list)
+        and len(npy) == 4
+        and npy[0] == "MT19937"
+        and _is_int(npy[1])
+        and 0 <= npy[1] <= 624
+        and _is_int(npy[2])
+        and _is_number(npy[3])
+    )
 
 
 # ---------------------------------------------------------------- variables

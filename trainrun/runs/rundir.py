@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
 import json
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,24 +160,128 @@ class RunDir:
         write_atomic(self.config_file, text)
 
     # ------------------------------------------------------------ lock
+    # The lock is an fcntl.flock on .lock, held for the life of the process that
+    # trains the run: taking it is one atomic step (no check-then-write window),
+    # and the kernel releases it when the holder dies, kill -9 included. The pid
+    # written into the file is only for messages: a stale file is never trusted.
+    _lock_fd: int | None = None
+
     def lock_owner(self) -> int | None:
-        """pid of a live process that holds this run, or None."""
+        """pid of another live process that holds this run, or None."""
         try:
-            pid = int(self.lock_file.read_text().strip() or 0)
-        except (OSError, ValueError):
+            fd = os.open(self.lock_file, os.O_RDONLY)
+        except OSError:
             return None
-        return pid if pid and pid != os.getpid() and pid_alive(pid) else None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pid = _lock_pid(fd)
+                return pid if pid != os.getpid() else None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            return None
+        finally:
+            os.close(fd)
 
     def acquire(self) -> None:
-        owner = self.lock_owner()
-        if owner is not None:
-            raise RunDirError(
-                f"run {self.id} is in use by process {owner}; wait for it to finish or stop it "
-                f"(kill -INT {owner}) before resuming"
-            )
-        write_atomic(self.lock_file, str(os.getpid()))
+        """Hold this run for this process, then clean what killed processes left behind."""
+        if self._lock_fd is not None:
+            return
+        while True:
+            try:
+                fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as exc:
+                raise RunDirError(
+                    f"cannot create {self.lock_file}: {exc.strerror}; the run directory must be writable"
+                ) from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = _lock_pid(fd)
+                os.close(fd)
+                holder = f"process {owner}" if owner else "another process"
+                stop = f" (kill -INT {owner})" if owner else ""
+                raise RunDirError(
+                    f"run {self.id} is in use by {holder}; wait for it to finish or stop it{stop} "
+                    "before resuming"
+                ) from None
+            # A holder that released and unlinked the file between our open and
+            # flock leaves us locking a file nobody else sees: take the new one.
+            try:
+                same = os.fstat(fd).st_ino == os.stat(self.lock_file).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock_fd = fd
+        self.clean_temp_files()
 
     def release(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
         with contextlib.suppress(OSError):
-            if self.lock_file.read_text().strip() == str(os.getpid()):
-                self.lock_file.unlink()
+            self.lock_file.unlink()  # while still held: no one can lock the old file
+        os.close(fd)
+
+    # ------------------------------------------------------------ temp files
+    def clean_temp_files(self) -> list[Path]:
+        """Remove the temp files killed trainrun processes left in this run.
+
+        Only trainrun's own names, and only while this process holds the run
+        (nothing else writes them then): `write_atomic`'s ``.NAME.XXXXXXXX.tmp``
+        for the files training writes, anywhere under state/, and the
+        ``.tmp-PID-NAME`` files of model saves (model.keras, ModelCheckpoint)
+        anywhere in the run. A non-chief worker's directory inside the run is
+        its own run, with its own lock, and is left alone.
+        """
+        if self._lock_fd is None:
+            raise RunDirError(f"cleaning {self.path} needs its lock")
+        removed: list[Path] = []
+        for path in self._walk(self.path):
+            name = path.name
+            in_state = self.state_dir in path.parents
+            ours = MODEL_TMP.match(name) or (
+                (m := ATOMIC_TMP.match(name))
+                and (in_state or (path.parent == self.path and m.group(1) in TRAINING_FILES))
+            )
+            if ours and path.is_file():
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+        return removed
+
+    def _walk(self, top: Path) -> list[Path]:
+        out: list[Path] = []
+        try:
+            entries = list(os.scandir(top))
+        except OSError:
+            return out
+        for entry in entries:
+            path = Path(entry.path)
+            if entry.is_dir(follow_symlinks=False):
+                if top != self.path or not (path / "run.json").exists():
+                    out.extend(self._walk(path))
+            else:
+                out.append(path)
+        return out
+
+
+# write_atomic's temp names (tempfile.mkstemp: ".NAME." + 8 chars + ".tmp"), and
+# the model-save wrapper's (".tmp-PID-NAME").
+ATOMIC_TMP = re.compile(r"^\.(.+)\.[a-z0-9_]{8}\.tmp$")
+MODEL_TMP = re.compile(r"^\.tmp-\d+-.+")
+# Files of the run directory itself that training writes atomically. Not
+# eval.json or curves.png: `evaluate` and `show` may be writing them right now.
+TRAINING_FILES = ("run.json", "config.yaml", "history.csv", "model.keras", ".lock")
+
+
+def _lock_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 64, 0).decode("ascii", "replace").split()
+        return int(text[0]) if text else None
+    except (OSError, ValueError):
+        return None
