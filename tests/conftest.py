@@ -1,4 +1,4 @@
-"""Shared fixtures: the CLI as a user runs it, MNIST from shared data, small slices."""
+"""Shared fixtures: the CLI as a user runs it, the small MNIST in tests/data, small slices."""
 
 from __future__ import annotations
 
@@ -12,23 +12,27 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
+TEST_DATA = ROOT / "tests" / "data"
 
 # Small slices keep a training test to a few seconds.
 SMALL = ["--set", "data.limit.train=2000", "--set", "fit.epochs=2"]
 
 
-def data_dir() -> str | None:
-    if os.environ.get("TRAINRUN_DATA_DIR"):
-        return os.environ["TRAINRUN_DATA_DIR"]
-    candidate = ROOT.parent / "shared" / "data"
-    return str(candidate) if (candidate / "mnist.npz").is_file() else None
+def data_dir() -> str:
+    """The folder tests read mnist.npz from, as an absolute path.
+
+    tests/data holds a small MNIST (4,000 train / 1,000 test images), so the suite
+    runs offline in any clone; TRAINRUN_TEST_DATA_DIR points the tests elsewhere
+    (the full data set, say). A relative path is taken from the current directory,
+    once: the tests run trainrun from temporary directories.
+    """
+    chosen = os.environ.get("TRAINRUN_TEST_DATA_DIR") or str(TEST_DATA)
+    return str(Path(chosen).resolve())
 
 
-@pytest.fixture(autouse=True, scope="session")
-def _mnist_env() -> None:
-    found = data_dir()
-    if found:
-        os.environ["TRAINRUN_DATA_DIR"] = found
+def pytest_configure(config: pytest.Config) -> None:
+    # Set before collection, so that every test and every trainrun it starts reads it.
+    os.environ["TRAINRUN_DATA_DIR"] = data_dir()
 
 
 def cli(

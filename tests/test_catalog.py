@@ -25,7 +25,7 @@ def test_every_name_keras_resolves_is_known_without_keras(kind):
 
 @pytest.mark.parametrize(
     ("loss", "metric"),
-    zip(catalog.COMPILE_ALIASES["loss"], catalog.COMPILE_ALIASES["metric"], strict=True),
+    list(zip(catalog.COMPILE_ALIASES["loss"], catalog.COMPILE_ALIASES["metric"], strict=True)),
 )
 def test_aliases_compile_resolves_are_accepted(loss, metric):
     from conftest import CONFIGS, cli
