@@ -51,3 +51,12 @@ def test_config_error_is_fast_and_clean(tmp_path):
         r, "callbacks[0].EarlyStopping.patiance", "line 4", "did you mean 'patience'?"
     )
     assert not (tmp_path / "runs").exists()
+
+
+def test_version_names_trainrun_keras_and_tensorflow():
+    import trainrun
+
+    r = cli("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith(f"trainrun {trainrun.__version__} (keras 3.")
+    assert "tensorflow 2." in r.stdout and "python 3." in r.stdout

@@ -28,6 +28,42 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
+
+def _print_version(value: bool) -> None:
+    if not value:
+        return
+    from importlib import metadata
+
+    import trainrun
+
+    def installed(*distributions: str) -> str:
+        for distribution in distributions:
+            try:
+                return metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                continue
+        return "not installed"
+
+    console.print(
+        f"trainrun {trainrun.__version__} (keras {installed('keras')}, "
+        f"tensorflow {installed('tensorflow', 'tensorflow-cpu')}, "
+        f"python {sys.version.split()[0]})",
+        highlight=False,
+    )
+    raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_print_version, help="Print versions and exit."
+        ),
+    ] = False,
+) -> None:
+    """Config-driven training runner for Keras: YAML in, a complete, resumable run directory out."""
+
 RunsDir = Annotated[
     Path, typer.Option("--runs-dir", metavar="DIR", help="Where run directories live.")
 ]
@@ -144,7 +180,8 @@ def validate(
     set_: Sets = None,
 ) -> None:
     """Check a config and build its model without training; print the summary and resolved config."""
-    from trainrun.config import dump_config, load_config
+    from trainrun.config import load_config
+    from trainrun.config.summary import describe
     from trainrun.precheck import precheck
 
     try:
@@ -157,8 +194,8 @@ def validate(
     except TrainrunError as exc:
         fail(exc)
     console.print(summary, markup=False, highlight=False)
-    console.print("[bold]resolved config[/]")
-    console.print(dump_config(loaded), markup=False, highlight=False)
+    console.print("[bold]resolved config[/] (a run's config.yaml holds the full form)")
+    console.print(describe(loaded), markup=False, highlight=False, soft_wrap=True)
     console.print(f"[green]{config} is valid[/]")
 
 
