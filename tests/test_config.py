@@ -10,6 +10,7 @@ import yaml
 from conftest import ROOT
 
 from trainrun.config import dump_config, load_config, with_seed
+from trainrun.config.loader import read_yaml
 from trainrun.errors import ConfigError
 
 MINIMAL = """\
@@ -165,3 +166,46 @@ def test_validation_batch_size(cfg, fit, expected):
 def test_validation_batch_size_must_be_auto_or_positive(cfg):
     with pytest.raises(ConfigError, match="fit.validation_batch_size"):
         load_config(cfg, ["fit.validation_batch_size=0"])
+
+
+def test_anchors_aliases_and_merge_keys_still_work(tmp_path):
+    path = tmp_path / "anchors.yaml"
+    path.write_text(
+        "name: t\n"
+        "model:\n"
+        "  layers:\n"
+        "    - Input: {shape: &shape [4]}\n"
+        "    - Dense: &dense {units: 8, activation: relu}\n"
+        "    - Dense: {<<: *dense, units: 2}\n"
+        "    - Reshape: {target_shape: *shape}\n"
+        "compile: {loss: mse}\n"
+    )
+    layers = load_config(path).config.model.layers
+    assert layers[1] == {"Dense": {"units": 8, "activation": "relu"}}
+    assert layers[2] == {"Dense": {"units": 2, "activation": "relu"}}
+    assert layers[3] == {"Reshape": {"target_shape": [4]}}
+
+
+def test_aliases_within_the_limit_expand(tmp_path):
+    # Three levels of nine aliases: 729 values, far below the bound, still loads.
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 3)]
+    path = tmp_path / "c.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    data, lines_of = read_yaml(path)
+    assert len(data["a2"]) == 9 and data["a2"][0][0] == data["a0"]
+    assert lines_of[("a2", 8, 8)] == 1  # an aliased value points at its anchor's line
+
+
+@pytest.mark.parametrize("depth", [50, 99])
+def test_nesting_within_the_limit_loads(tmp_path, depth):
+    path = tmp_path / "c.yaml"
+    path.write_text("x: " + "[" * depth + "]" * depth + "\n")
+    assert read_yaml(path)[0]["x"] is not None
+
+
+def test_too_deep_names_file_and_line(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("a: 1\nx: " + "[" * 101 + "]" * 101 + "\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml line 2: values nested more than 100"):
+        read_yaml(path)

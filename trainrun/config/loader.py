@@ -6,9 +6,11 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import random
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +51,7 @@ class LoadedConfig:
     config: RunConfig
     file: str
     lines: dict[KeyPath, int] = field(default_factory=dict)
+    # key path -> the command-line option that set it ("--set fit.epochs=5", "--name x")
     overrides: dict[KeyPath, str] = field(default_factory=dict)
 
     @property
@@ -65,19 +68,19 @@ class LoadedConfig:
         return None
 
     def error(self, message: str, path: Sequence[Key] = ()) -> ConfigError:
-        """A ConfigError pointing at `path` in this file (or at the --set that made it)."""
+        """A ConfigError pointing at `path` in this file, or at the option that set it."""
         path = tuple(path)
-        for opath, text in self.overrides.items():
+        for opath, option in self.overrides.items():
             if path[: len(opath)] == opath:
-                return ConfigError(f"{message} (from --set {text})", path=format_path(path) or None)
+                return ConfigError(f"{message} (from {option})", path=format_path(path) or None)
         return ConfigError(
             message, path=format_path(path) or None, file=self.file, line=self.line_of(path)
         )
 
     def locate(self, exc: ConfigError) -> ConfigError:
-        """Give an error raised with only a key path its file and line (or its --set)."""
-        if exc.file or not exc.path or "(from --set " in exc.detail:
-            return exc  # located already (an error from --set has no file by design)
+        """Give an error raised with only a key path its file and line (or its option)."""
+        if exc.file or not exc.path or "(from --" in exc.detail:
+            return exc  # located already (an error from an option has no file by design)
         located = self.error(exc.detail, parse_path(exc.path))
         return exc.locate(file=located.file, line=located.line) if located.file else located
 
@@ -112,17 +115,92 @@ _SafeLineLoader.add_implicit_resolver(
 )
 
 
-def _compose(text: str, file: str) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=_SafeLineLoader)
-    except yaml.MarkedYAMLError as exc:
+# Bounds on what a config may be: real ones are a few KiB, a dozen levels deep and
+# a few hundred values. Past these a file is hostile or a mistake (a data file
+# given as the config), and reading on would hang, exhaust memory or recurse
+# past Python's stack.
+MAX_CONFIG_BYTES = 1024 * 1024
+MAX_DEPTH = 100
+MAX_VALUES = 100_000
+
+
+def _check_shape(text: str, *, file: str | None = None, option: str | None = None) -> None:
+    """Refuse YAML nested deeper than MAX_DEPTH, or whose aliases expand past MAX_VALUES.
+
+    Runs over the parser's events, which PyYAML produces without recursion, before
+    anything composes the tree (recursively) or walks it with aliases expanded:
+    nine levels of nine aliases ("billion laughs") are a few hundred bytes that
+    expand to 3.4 billion values. Ordinary anchors (`<<: *defaults`) pass.
+    """
+
+    def refuse(message: str, mark: yaml.Mark | None) -> ConfigError:
+        if option is not None:
+            return ConfigError(f"{option}: {message}")
+        return ConfigError(message, file=file, line=mark.line + 1 if mark else None)
+
+    too_deep = (
+        f"values nested more than {MAX_DEPTH} levels deep; a config needs a few levels: "
+        "flatten the structure"
+    )
+    expanded: dict[str, tuple[int, int]] = {}  # anchor -> (values, depth) of what it names
+    open_: list[tuple[str | None, int, list[int]]] = []  # (anchor, values before, [depth])
+    values = 0
+
+    def add(count: int, depth: int) -> None:
+        nonlocal values
+        values += count
+        if open_:
+            below = open_[-1][2]
+            below[0] = max(below[0], depth + 1)
+
+    for event in yaml.parse(text, Loader=_SafeLineLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            if len(open_) >= MAX_DEPTH:
+                raise refuse(too_deep, event.start_mark)
+            open_.append((event.anchor, values, [1]))
+            values += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            anchor, before, (depth,) = open_.pop()
+            count = values - before
+            values = before
+            if anchor:
+                expanded[anchor] = (count, depth)
+            add(count, depth)
+        elif isinstance(event, yaml.ScalarEvent):
+            if event.anchor:
+                expanded[event.anchor] = (1, 0)
+            add(1, 0)
+        elif isinstance(event, yaml.AliasEvent):
+            if event.anchor not in expanded:
+                if any(anchor == event.anchor for anchor, _, _ in open_):
+                    raise refuse(
+                        f"alias *{event.anchor} is inside the value its anchor &{event.anchor} "
+                        "names, so the value would contain itself forever: write it out",
+                        event.start_mark,
+                    )
+                continue  # an undefined alias: the composer reports it with its line
+            count, depth = expanded[event.anchor]
+            if len(open_) + depth > MAX_DEPTH:
+                raise refuse(too_deep, event.start_mark)
+            add(count, depth)
+            if values > MAX_VALUES:
+                raise refuse(
+                    f"alias *{event.anchor} makes the config expand to more than {MAX_VALUES} "
+                    "values (an alias bomb); refer to anchors fewer times or write the values out",
+                    event.start_mark,
+                )
+        if values > MAX_VALUES:
+            raise refuse(f"the config has more than {MAX_VALUES} values", event.start_mark)
+
+
+def _syntax_error(exc: yaml.YAMLError, file: str) -> ConfigError:
+    if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         col = f" column {mark.column + 1}" if mark else ""
         problem = exc.problem or exc.context or "invalid YAML"
-        raise ConfigError(f"YAML syntax error{col}: {problem}", file=file, line=line) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"YAML syntax error: {exc}", file=file) from None
+        return ConfigError(f"YAML syntax error{col}: {problem}", file=file, line=line)
+    return ConfigError(f"YAML syntax error: {exc}", file=file)
 
 
 def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], file: str) -> None:
@@ -155,37 +233,98 @@ def _record_lines(node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], fil
             _record_lines(item, (*path, i), lines, file)
 
 
+_FILE_KINDS = (
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _not_regular(mode: int, shown: str) -> ConfigError:
+    if stat.S_ISDIR(mode):
+        return ConfigError(f"{shown} is a directory; give a YAML config file")
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "a special file")
+    return ConfigError(f"{shown} is not a regular file ({kind}); give a YAML config file")
+
+
+def _too_big(size: int, shown: str) -> ConfigError:
+    return ConfigError(
+        f"{shown} is {size / 1024**2:.1f} MiB; a config is a small YAML file "
+        f"(at most {MAX_CONFIG_BYTES // 1024**2} MiB): give the config, not a data file"
+    )
+
+
+def read_text(file: str | Path) -> str:
+    """A config file's text; anything but a small regular UTF-8 file is a ConfigError.
+
+    The file is checked before it is opened (a FIFO would block the open, /dev/zero
+    never ends) and opened without blocking, then read no further than the limit.
+    """
+    shown = str(file)
+    try:
+        mode = os.stat(file).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(mode, shown)
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise ConfigError(f"config file not found: {shown}") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ConfigError(
+                f"{shown}: too many levels of symbolic links (a symlink loop); "
+                "give the config file itself"
+            ) from None
+        raise ConfigError(f"cannot read {shown}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):  # replaced since the check above
+            raise _not_regular(info.st_mode, shown)
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise _too_big(info.st_size, shown)
+        raw = f.read(MAX_CONFIG_BYTES + 1)
+    if len(raw) > MAX_CONFIG_BYTES:  # grew since
+        raise _too_big(len(raw), shown)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{shown} is not a text file; give a YAML config file") from None
+
+
 def read_yaml(file: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     """Parse a YAML config safely; return the mapping and a key-path -> line map."""
     shown = str(file)
+    text = read_text(file)
+    loader = _SafeLineLoader(text)
     try:
-        text = Path(file).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {shown}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{shown} is a directory; give a YAML config file") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{shown} is not a text file; give a YAML config file") from None
-    node = _compose(text, shown)
-    if node is None:
-        raise ConfigError("the config is empty; it needs at least a 'model' section", file=shown)
-    if not isinstance(node, yaml.MappingNode):
-        raise ConfigError(
-            "the top level of a config must be a mapping of sections (model:, data:, fit:, ...)",
-            file=shown,
-            line=node.start_mark.line + 1,
-        )
-    lines: dict[KeyPath, int] = {}
-    _record_lines(node, (), lines, shown)
-    try:
-        data = yaml.load(text, Loader=_SafeLineLoader)  # noqa: S506 - SafeLoader subclass
-    except yaml.constructor.ConstructorError as exc:
-        mark = exc.problem_mark
-        raise ConfigError(
-            f"{exc.problem}; trainrun reads plain YAML only (no !!python tags)",
-            file=shown,
-            line=mark.line + 1 if mark else None,
-        ) from None
+        try:
+            _check_shape(text, file=shown)
+            node = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise _syntax_error(exc, shown) from None
+        if node is None:
+            raise ConfigError(
+                "the config is empty; it needs at least a 'model' section", file=shown
+            )
+        if not isinstance(node, yaml.MappingNode):
+            raise ConfigError(
+                "the top level of a config must be a mapping of sections (model:, data:, fit:, ...)",
+                file=shown,
+                line=node.start_mark.line + 1,
+            )
+        lines: dict[KeyPath, int] = {}
+        _record_lines(node, (), lines, shown)
+        try:
+            data = loader.construct_document(node)
+        except yaml.constructor.ConstructorError as exc:
+            mark = exc.problem_mark
+            raise ConfigError(
+                f"{exc.problem}; trainrun reads plain YAML only (no !!python tags)",
+                file=shown,
+                line=mark.line + 1 if mark else None,
+            ) from None
+    finally:
+        loader.dispose()
     return data, lines
 
 
@@ -201,6 +340,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
         raise ConfigError(f"--set {text}: '{key}' is not a dotted key path like fit.epochs")
     path: KeyPath = tuple(int(p) if p.lstrip("-").isdigit() else p for p in key.split("."))
     try:
+        _check_shape(raw, option=f"--set {text}")
         value = yaml.load(raw, Loader=_SafeLineLoader) if raw.strip() else None  # noqa: S506
     except yaml.YAMLError:
         value = raw
@@ -324,9 +464,10 @@ def load_config(
     for text in overrides:
         path, value = parse_override(text)
         apply_override(data, path, value, text)
-        loaded_overrides[path] = text
+        loaded_overrides[path] = f"--set {text}"
     if name is not None:
         data["name"] = name
+        loaded_overrides[("name",)] = f"--name {name}"
     if data.get("base_dir") is None:
         data["base_dir"] = str(Path(file).resolve().parent)
     loaded = LoadedConfig(config=None, file=shown, lines=lines, overrides=loaded_overrides)  # type: ignore[arg-type]
