@@ -108,6 +108,7 @@ class StateKeeper(keras.callbacks.Callback):
         epoch_var: Any = None,
         steps_per_epoch: int | None = None,
         extra_meta: Callable[[], dict[str, Any]] | None = None,
+        on_save: Callable[[], None] | None = None,
     ) -> None:
         super().__init__()
         self.store = store
@@ -125,11 +126,11 @@ class StateKeeper(keras.callbacks.Callback):
         # The epoch-in-progress metric sums of a mid-epoch snapshot.
         self.pending_metrics: dict[str, np.ndarray] | None = None
         self.extra_meta = extra_meta or dict
+        self.on_save = on_save
         self.epoch = 0
         self.step = start_step
         self.save_seconds = 0.0
         self.saves = 0
-        self.train_seconds_since_save = 0.0
         self._last_save_end = time.perf_counter()
         self.last_saved: tuple[int, int] | None = None
         self._saved_step = start_step
@@ -156,6 +157,8 @@ class StateKeeper(keras.callbacks.Callback):
         self._last_save_end = t1
         self._saved_step = step
         self.last_saved = (epoch, step)
+        if self.on_save is not None:
+            self.on_save()
 
     def _due(self) -> bool:
         if self.every == "epoch":

@@ -172,9 +172,9 @@ def resume(
     """Continue a run in its own directory from its last saved state."""
     started = time.perf_counter()
     run = RunDir.open(_worker_ref(ref, runs_dir), runs_dir)
-    info = run.read_info()
     run.acquire()
     try:
+        info = run.read_info()  # read under the lock: no other process changes it now
         overrides = [f"fit.epochs={epochs}"] if epochs is not None else []
         loaded = load_config(run.config_file, overrides)
         if loaded.config.seed is None:
@@ -183,7 +183,7 @@ def resume(
         status = info.get("status")
         session = Session(loaded, run, reporter, device=device, resuming=True)
         session.prepare()
-        restored = session.restore()
+        restored = session.restore(info)
         _check_workers_agree(session)
         if status == "stopped_early" and epochs is not None:
             session.model.stop_training = False
@@ -191,6 +191,8 @@ def resume(
             run.write_config(dump_config(loaded))
         reporter.attach_log(run.train_log)
         _report_start(reporter, session, "resume")
+        for note in session.restore_notes:
+            reporter.warn(note)
         where = (
             f"epoch {session.start_epoch + 1}, step {session.start_step}"
             if restored

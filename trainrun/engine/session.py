@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import math
 import os
 import signal
@@ -41,7 +42,7 @@ from trainrun.engine.callbacks import (
     ProgressBridge,
     StateKeeper,
 )
-from trainrun.errors import ConfigError, RunError
+from trainrun.errors import ConfigError, RunDirError, RunError
 from trainrun.runs.files import write_atomic
 from trainrun.runs.rundir import RunDir, now
 
@@ -111,6 +112,14 @@ class Session:
     monitor: str = "val_loss"
     log_keys: list[str] = field(default_factory=list)
     timing: dict[str, Any] = field(default_factory=dict)  # seconds since trainrun started
+    # Training seconds of earlier sessions (killed ones included, from the saved
+    # state), and when this session's training began.
+    train_seconds_before: float = 0.0
+    train_started: float | None = None
+    # What restore found and repaired (a damaged state set aside, history.csv
+    # rebuilt), said once the run's log is attached.
+    restore_notes: list[str] = field(default_factory=list)
+    _state_recorded: bool = False
 
     # ------------------------------------------------------------ prepare
     def prepare(self) -> None:
@@ -153,20 +162,83 @@ class Session:
         self.timing["prepared_s"] = round(time.time() - trainrun.STARTED_AT, 3)
 
     # ------------------------------------------------------------ restore
-    def restore(self) -> bool:
-        """Load the latest saved state, if any. Returns whether there was one."""
-        snap = st.StateStore(self.run.state_dir).load()
+    def restore(self, info: dict[str, Any] | None = None) -> bool:
+        """Load the latest usable saved state, if any. Returns whether there was one.
+
+        A damaged newest state is set aside (renamed, kept) and the previous one
+        used; with no usable state, a run that has made progress is refused
+        rather than silently started over.
+        """
+        info = info or {}
+        store = st.StateStore(self.run.state_dir)
+        snap = store.load(max_epoch=self.loaded.config.fit.epochs, check=self._check_snapshot)
         if snap is None:
+            progress = self.run.progress(info)
+            if progress:
+                raise RunDirError(
+                    f"{self.run.state_dir} holds no saved state, but {progress}; resuming "
+                    "from the start would silently drop that progress, so it is refused. Put "
+                    f"back state/ from a backup, or train again as a new run: "
+                    f"trainrun fit {self.run.config_file}"
+                )
             return False
+        for path, why in store.skipped:
+            kept = store.set_aside(path)
+            self.restore_notes.append(
+                f"saved state {path.name} is damaged ({why}); continuing from the one "
+                f"before it; the damaged one is kept as {kept.relative_to(self.run.path)}"
+            )
         st.assign_variables(self.model, snap.arrays, prefixes=("model/", "optimizer/"))
         st.set_rng_state(snap.meta.get("rng", {}), snap.arrays)
         self.history = [row for row in snap.meta.get("history", []) if row["epoch"] < snap.epoch]
         self.start_epoch, self.start_step = snap.epoch, snap.step
         self.snapshot = snap
+        self.train_seconds_before = max(
+            _seconds(info.get("train_seconds")), _seconds(snap.meta.get("train_seconds"))
+        )
         for cb in self.callbacks:  # history.csv and any other CSVLogger file
             if isinstance(cb, keras.callbacks.CSVLogger):
-                _truncate_csv(Path(cb.filename), snap.epoch)
+                note = _restore_csv(Path(cb.filename), cb.sep, self.history)
+                if note:
+                    self.restore_notes.append(note)
         return True
+
+    def _check_snapshot(self, snap: st.Snapshot) -> str | None:
+        """Why `snap` cannot continue this run's model, or None."""
+        if self.steps_per_epoch and snap.step >= self.steps_per_epoch:
+            return f"step {snap.step} is beyond the epoch's {self.steps_per_epoch} steps"
+        prefixes = ("model/", "optimizer/", "metrics/") if snap.step else ("model/", "optimizer/")
+        for key, var in st.training_variables(self.model).items():
+            if not key.startswith(prefixes):
+                continue
+            value = snap.arrays.get(key)
+            if value is None:
+                return f"no value for {key} ({var.path}); does config.yaml still describe this run?"
+            if tuple(value.shape) != tuple(var.shape):
+                return (
+                    f"{key} ({var.path}) has shape {tuple(value.shape)}, the model has "
+                    f"{tuple(var.shape)}; does config.yaml still describe this run?"
+                )
+        for i, entry in enumerate(snap.meta.get("callbacks", [])):
+            n = entry.get("best_weights")
+            if n is None:
+                continue
+            if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+                return f"callbacks[{i}].best_weights is {n!r}"
+            missing = [j for j in range(n) if f"callbacks/{i}/best_weights/{j}" not in snap.arrays]
+            if missing:
+                return f"callbacks[{i}] best weights {missing[:3]} are missing from arrays.npz"
+        return None
+
+    def train_seconds(self) -> float:
+        """Training time of the whole run so far, this session's included."""
+        running = time.perf_counter() - self.train_started if self.train_started else 0.0
+        return self.train_seconds_before + running
+
+    def _on_save(self) -> None:
+        if not self._state_recorded:  # once a session: a run with progress must not restart
+            self._state_recorded = True
+            self.run.update_info(state_saved=True)
 
     # ------------------------------------------------------------ datasets
     def _train_data(
@@ -222,7 +294,11 @@ class Session:
             interrupted=interrupted,
             epoch_var=epoch_var,
             steps_per_epoch=self.steps_per_epoch,
-            extra_meta=lambda: {"monitor": self.monitor},
+            extra_meta=lambda: {
+                "monitor": self.monitor,
+                "train_seconds": round(self.train_seconds(), 3),
+            },
+            on_save=self._on_save,
         )
         if self.snapshot is not None:
             keeper.carry = (self.snapshot.meta.get("callbacks", []), self.snapshot.arrays)
@@ -293,7 +369,12 @@ class Session:
         return Outcome("stopped_early" if stopped else "completed")
 
     def _on_epoch(self, epoch: int, row: dict[str, Any]) -> None:
-        self.run.update_info(epochs_done=epoch + 1, best=self.best(), updated=now())
+        self.run.update_info(
+            epochs_done=epoch + 1,
+            best=self.best(),
+            updated=now(),
+            train_seconds=round(self.train_seconds(), 3),
+        )
 
     def best(self) -> dict[str, Any] | None:
         rows = [r for r in self.history if self.monitor in r and math.isfinite(r[self.monitor])]
@@ -355,28 +436,68 @@ def _nan_stopped(session: Session) -> bool:
     return bool(keeper and keeper.saw_nan)
 
 
-def _truncate_csv(path: Path, epochs: int) -> None:
-    """Drop history.csv rows of epochs >= `epochs` (written but not saved in state)."""
-    if not path.is_file():
-        return
-    with path.open(newline="", encoding="utf-8") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    header, body = rows[0], rows[1:]
-    if "epoch" not in header:
-        return
+def _seconds(value: Any) -> float:
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
+
+
+def _restore_csv(path: Path, sep: str, history: list[dict[str, Any]]) -> str | None:
+    """Make a CSVLogger file hold exactly the saved epochs' rows, as CSVLogger wrote them.
+
+    Rows of epochs after the saved state (written, then lost to a kill) are
+    dropped, keeping the file's own bytes. A file that is missing, truncated
+    or lacks rows the state has is rebuilt from the state's history in
+    CSVLogger's format (excel dialect: ``\\r\\n`` line ends); returns a note
+    saying so.
+    """
+    raw = path.read_bytes() if path.is_file() else b""
+    lines = raw.splitlines(keepends=True)
+    epochs = _csv_epochs(lines, sep)
+    n = len(history)
+    if epochs is not None and epochs[:n] == list(range(n)):
+        if len(epochs) > n:
+            write_atomic(path, b"".join(lines[: n + 1]))
+        return None
+    if not history:
+        if raw:
+            write_atomic(path, b"")  # CSVLogger writes the header into an empty file
+        return None
+    write_atomic(path, _csv_text(history, sep))
+    what = "missing or empty" if not raw else "damaged or short"
+    return f"{path.name} was {what}; rebuilt its {n} row(s) from the saved state"
+
+
+def _csv_epochs(lines: list[bytes], sep: str) -> list[int] | None:
+    """The epoch of each row, or None when the file is not whole (no header, a cut line)."""
+    if not lines or not all(line.endswith(b"\n") for line in lines):
+        return None
+    try:
+        rows = list(csv.reader([line.decode("utf-8") for line in lines], delimiter=sep))
+    except (UnicodeDecodeError, csv.Error):
+        return None
+    header = rows[0]
+    if "epoch" not in header or any(len(r) != len(header) for r in rows[1:]):
+        return None
     i = header.index("epoch")
-    kept = [r for r in body if r and r[i].isdigit() and int(r[i]) < epochs]
-    if len(kept) == len(body):
-        return
-    import io
+    if not all(r[i].isdigit() for r in rows[1:]):
+        return None
+    return [int(r[i]) for r in rows[1:]]
+
+
+def _csv_text(history: list[dict[str, Any]], sep: str) -> str:
+    """`history` as Keras' CSVLogger writes it (the same keys, order, values and line ends)."""
+    keys = sorted(k for k in history[0] if k != "epoch")
+    if not any(k.startswith("val_") for k in keys):
+        keys.extend(f"val_{k}" for k in list(keys))
+
+    class Dialect(csv.excel):
+        delimiter = sep
 
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(kept)
-    write_atomic(path, buf.getvalue())
+    writer = csv.DictWriter(buf, fieldnames=["epoch", *keys], dialect=Dialect)
+    writer.writeheader()
+    for row in history:
+        writer.writerow({"epoch": row["epoch"], **{k: row.get(k, "NA") for k in keys}})
+    return buf.getvalue()
 
 
 def _atomic_saves(model: Any) -> None:
@@ -434,7 +555,7 @@ def failure_message(exc: BaseException) -> str:
 def run_session(session: Session, *, fresh: bool) -> Outcome:
     """Train and record the outcome in run.json and train.log. Shared by fit and resume."""
     run = session.run
-    started = time.perf_counter()
+    session.train_started = time.perf_counter()
 
     def mark_interrupted() -> None:
         run.update_info(status="interrupted", finished=now(), pid=None)
@@ -448,10 +569,10 @@ def run_session(session: Session, *, fresh: bool) -> Outcome:
         except Exception as exc:  # a failure at run time: user code, OOM, bad labels
             session.reporter.to_log(traceback.format_exc())
             outcome = Outcome("failed", error=failure_message(exc), exit_code=1)
-    seconds = time.perf_counter() - started
+    # The clock stops with training (the final model's save is not training time).
+    session.train_seconds_before, session.train_started = session.train_seconds(), None
     if outcome.status in ("completed", "stopped_early"):
         session.save_final_model()
-    info = run.read_info()
     run.update_info(
         status=outcome.status,
         error=outcome.error,
@@ -459,7 +580,7 @@ def run_session(session: Session, *, fresh: bool) -> Outcome:
         epochs_done=len(session.history) and session.history[-1]["epoch"] + 1,
         best=session.best(),
         pid=None,
-        train_seconds=round(info.get("train_seconds", 0.0) + seconds, 3),
+        train_seconds=round(session.train_seconds(), 3),
         state_saves=getattr(getattr(session, "keeper", None), "saves", 0),
         state_seconds=round(getattr(getattr(session, "keeper", None), "save_seconds", 0.0), 3),
         timing=session.timing,

@@ -134,11 +134,23 @@ class RunDir:
             raise RunDirError(f"{self.run_json} is unreadable: {exc}") from None
 
     def check_resumable(self, info: dict[str, Any], epochs: int | None) -> None:
-        """Refuse a resume that has nothing to do, before anything heavy is loaded."""
+        """Refuse a resume that has nothing to do or nothing to continue from, before
+        anything heavy is loaded. The source of truth for whether a run can be resumed
+        (`trainrun runs` should offer `resume` only where this passes)."""
         done = info.get("epochs_done", 0)
+        if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+            raise RunDirError(
+                f"{self.run_json}: epochs_done is {done!r}, expected a whole number >= 0"
+            )
         if epochs is not None and epochs < done:
             raise TrainrunError(
                 f"--epochs {epochs} is below the {done} epochs this run has done already"
+            )
+        if not self.saves_state():
+            raise RunDirError(
+                f"run {self.id} was trained with outputs.state: false, so it saved no state "
+                "to resume from; train it again with state on: "
+                f"trainrun fit {self.config_file} --set outputs.state=true"
             )
         status = info.get("status")
         if status in ("completed", "stopped_early") and (epochs is None or epochs <= done):
@@ -146,6 +158,33 @@ class RunDir:
                 f"run {self.id} is {status} after {done} epoch(s); "
                 f"to train further, raise the target: trainrun resume {self.path} --epochs {done + 10}"
             )
+        progress = self.progress(info)
+        if progress and not (self.state_dir.is_dir() and any(self.state_dir.glob("ckpt-*"))):
+            raise RunDirError(
+                f"{self.state_dir} is missing or empty, but {progress}; resuming from the start "
+                "would silently drop that progress, so it is refused. Put back state/ from a "
+                f"backup, or train again as a new run: trainrun fit {self.config_file}"
+            )
+
+    def saves_state(self) -> bool:
+        """Whether the run's config.yaml has resume state on (`outputs.state`, default true)."""
+        import yaml  # only here: the rest of RunDir needs no YAML
+
+        try:
+            config = yaml.safe_load(self.config_file.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError):
+            return True  # unreadable: loading the config reports it, with its line
+        outputs = config.get("outputs") if isinstance(config, dict) else None
+        return not (isinstance(outputs, dict) and outputs.get("state") is False)
+
+    def progress(self, info: dict[str, Any]) -> str | None:
+        """What says this run trained before (so a missing state loses work), or None."""
+        done = info.get("epochs_done")
+        if isinstance(done, int) and done > 0:
+            return f"run.json records {done} epoch(s) done"
+        if info.get("state_saved"):
+            return "run.json records a saved state"
+        return None
 
     def write_info(self, info: dict[str, Any]) -> None:
         write_json(self.run_json, info)
