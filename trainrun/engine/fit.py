@@ -207,6 +207,7 @@ def resume(
                 "from_step": session.start_step,
                 "previous_status": status,
                 "epochs": loaded.config.fit.epochs,
+                **({"repairs": session.restore_notes} if session.restore_notes else {}),
             },
         ]
         run.update_info(

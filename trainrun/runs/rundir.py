@@ -9,7 +9,7 @@ import json
 import os
 import re
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +203,7 @@ class RunDir:
     # trains the run: taking it is one atomic step (no check-then-write window),
     # and the kernel releases it when the holder dies, kill -9 included. The pid
     # written into the file is only for messages: a stale file is never trusted.
-    _lock_fd: int | None = None
+    _lock_fd: int | None = field(default=None, init=False, repr=False, compare=False)
 
     def lock_owner(self) -> int | None:
         """pid of another live process that holds this run, or None."""
