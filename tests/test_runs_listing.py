@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 import subprocess
 import sys
 
@@ -199,3 +201,71 @@ def test_help_lists_the_run_commands():
     assert r.returncode == 0
     for command in ("evaluate", "predict", "runs", "show", "validate", "callbacks"):
         assert command in r.stdout, command
+
+
+LONG_ID = "mnist-mlp-wide-20260103-101500-7b98"
+
+
+@pytest.fixture
+def wide_runs(runs):
+    best = {"monitor": "val_sparse_categorical_accuracy", "value": 0.98765, "epoch": 12}
+    make_run(runs, LONG_ID, created="2026-01-04T09:00:00+00:00", best=best, epochs=20)
+    return runs
+
+
+def _table_lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith("│")]
+
+
+@pytest.mark.parametrize("width", [60, 80, 120])
+def test_runs_on_a_terminal_keep_ids_whole(wide_runs, width):
+    from rich.console import Console
+
+    from trainrun.commands.runs import show_runs
+
+    out = Console(file=io.StringIO(), width=width, force_terminal=True, color_system=None)
+    show_runs(wide_runs, out)
+    text = out.file.getvalue()
+    rows = _table_lines(text)
+    assert rows, text
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= width for line in table), text
+    assert "…" not in text
+    ids = [line.split("│")[1].strip() for line in rows]
+    assert set(ids) == {LONG_ID, "new-run", "killed-run", "old-run", "broken-run", "notes"}, ids
+    assert all("killed" in line for line in rows if "killed-run" in line)
+
+
+def test_runs_on_a_terminal_too_narrow_for_a_table_lists_ids_whole(wide_runs):
+    from rich.console import Console
+
+    from trainrun.commands.runs import show_runs
+
+    out = Console(file=io.StringIO(), width=30, force_terminal=True, color_system=None)
+    show_runs(wide_runs, out)
+    lines = out.file.getvalue().splitlines()
+    assert any(line.startswith(f"{LONG_ID}  completed") for line in lines), lines
+    assert "…" not in out.file.getvalue()
+
+
+@pytest.mark.parametrize("columns", ["80", "120"])
+def test_runs_command_at_terminal_widths(wide_runs, columns):
+    r = cli("runs", "--runs-dir", wide_runs, env={"TTY_COMPATIBLE": "1", "COLUMNS": columns})
+    assert r.returncode == 0, r.stderr
+    text = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout)
+    table = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= int(columns) for line in table), text
+    assert any(f"│ {LONG_ID} " in line for line in table), text
+    assert "…" not in text
+
+
+def test_runs_piped_has_whole_lines(wide_runs):
+    r = cli("runs", "--runs-dir", wide_runs, env={"COLUMNS": ""})  # a pipe, no width given
+    assert r.returncode == 0, r.stderr
+    rows = _table_lines(r.stdout)
+    long_row = next(line for line in rows if LONG_ID in line)
+    assert "val_sparse_categorical_accuracy 0.9877 @ 12" in long_row
+    assert "2026-01-04" in long_row and "│ 3/20 " in long_row
+    assert len(rows) == 6  # one line a run: nothing wrapped
+    killed = next(line for line in r.stdout.splitlines() if line.startswith("* killed-run"))
+    assert "trainrun resume killed-run" in killed
