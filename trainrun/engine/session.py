@@ -446,7 +446,7 @@ def _restore_csv(path: Path, sep: str, history: list[dict[str, Any]]) -> str | N
     Rows of epochs after the saved state (written, then lost to a kill) are
     dropped, keeping the file's own bytes. A file that is missing, truncated
     or lacks rows the state has is rebuilt from the state's history in
-    CSVLogger's format (excel dialect: ``\\r\\n`` line ends); returns a note
+    CSVLogger's format (excel dialect: CRLF line ends); returns a note
     saying so.
     """
     raw = path.read_bytes() if path.is_file() else b""
