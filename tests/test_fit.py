@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import textwrap
 from pathlib import Path
@@ -96,6 +97,18 @@ def test_final_model_loads_and_matches(tmp_path):
 
     model = keras.saving.load_model(run / "model.keras")
     assert model.output_shape == (None, 10)
+    # model.keras holds the last epoch's weights: scored on the same validation
+    # samples (the last 20% of the first 2000), it gives the last logged val metrics.
+    with np.load(Path(os.environ["TRAINRUN_DATA_DIR"]) / "mnist.npz") as f:
+        x, y = f["x_train"][1600:2000], f["y_train"][1600:2000]
+    scores = model.evaluate(
+        x.reshape(len(x), -1).astype("float32") / 255.0, y, verbose=0, return_dict=True
+    )
+    last = read_history(run)[-1]
+    assert scores["loss"] == pytest.approx(float(last["val_loss"]), rel=1e-4)
+    assert scores["sparse_categorical_accuracy"] == pytest.approx(
+        float(last["val_sparse_categorical_accuracy"]), abs=1e-6
+    )
 
 
 def test_outputs_can_be_turned_off(tmp_path):
@@ -298,9 +311,13 @@ def test_terminate_on_nan_fails_run_and_keeps_good_state(tmp_path):
 def test_history_columns_are_numbers(tmp_path):
     run, _ = fit(CONFIGS / "reduce_lr.yaml", tmp_path)
     with (run / "history.csv").open() as f:
-        for row in csv.DictReader(f):
-            for value in row.values():
-                float(value)
+        rows = list(csv.DictReader(f))
+    assert [row["epoch"] for row in rows] == ["0", "1"]  # SMALL: 2 epochs
+    assert set(rows[0]) >= {"epoch", "loss", "val_loss", "learning_rate"}
+    for row in rows:
+        for key, value in row.items():
+            assert np.isfinite(float(value)), (key, value)
+    assert float(rows[0]["learning_rate"]) == pytest.approx(0.01)
 
 
 def test_listed_callbacks_write_inside_the_run_dir(tmp_path):
