@@ -6,13 +6,15 @@ Every file in tests/bad_configs/ ends with what trainrun must answer:
     # set: KEY=VALUE      a --set override to pass
     # light               answered without importing TensorFlow
 
-All cases run through the real CLI (`trainrun fit`) in one subprocess, so that
-TensorFlow is imported once for the cases that need it; the light cases run
-first and record whether TensorFlow was imported by then.
+The cases run through the real CLI (`trainrun fit`), the light ones in one
+subprocess that records whether TensorFlow was imported, the others in a second
+one that imports TensorFlow once; those are marked slow, so the fast set
+(`-m "not slow"`) never imports TensorFlow here.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -79,11 +81,12 @@ def _drive(names: list[str]) -> None:
         print(MARK + json.dumps(report), flush=True)
 
 
-@pytest.fixture(scope="module")
-def answers() -> dict[str, dict]:
-    ordered = sorted(CASES, key=lambda c: (not c.light, c.file.name))
+@functools.cache
+def answers(light: bool) -> dict[str, dict]:
+    """The CLI's answer to every light case, or to every other case: one subprocess each."""
+    cases = [c for c in CASES if c.light == light]
     proc = subprocess.run(
-        [sys.executable, __file__, *(c.file.name for c in ordered)],
+        [sys.executable, __file__, *(c.file.name for c in cases)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -104,9 +107,13 @@ def test_corpus_is_large_and_every_case_says_what_it_expects():
         assert case.expect, f"{case.file.name} has no '# expect:' line"
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: c.file.stem)
-def test_bad_config_is_one_clean_message(case: Case, answers: dict[str, dict]):
-    got = answers.get(case.file.name)
+@pytest.mark.parametrize(
+    "case",
+    [pytest.param(c, marks=() if c.light else pytest.mark.slow) for c in CASES],
+    ids=lambda c: c.file.stem,
+)
+def test_bad_config_is_one_clean_message(case: Case):
+    got = answers(case.light).get(case.file.name)
     assert got is not None, f"{case.file.name} did not run (driver stopped early?)"
     out = got["stdout"] + got["stderr"]
     assert got["crashed"] is None, f"uncaught {got['crashed']}:\n{out}"

@@ -20,6 +20,7 @@ def _python(code: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_matplotlib_is_imported_on_first_use_only():
     r = _python(
         """
@@ -90,6 +91,7 @@ def test_fast_exit_keeps_buffered_files_threads_and_tensorboard(tmp_path):
     assert [e.step for e in events.Tensors("epoch_loss")] == [0, 1]
 
 
+@pytest.mark.slow
 def test_exit_codes_survive_the_fast_exit(tmp_path):
     """An error found once TensorFlow is imported still exits 2 and prints its one line."""
     cfg = tmp_path / "c.yaml"
