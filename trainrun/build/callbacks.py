@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import keras
 
 from trainrun.build.schedules import SCHEDULES
-from trainrun.config import LoadedConfig, format_path
+from trainrun.config import LoadedConfig, check_callback_paths, format_path
+from trainrun.config.loader import CALLBACK_DIR_ARGS, CALLBACK_FILE_ARGS
 from trainrun.errors import ConfigError, did_you_mean
 from trainrun.registry import check_params, import_object, resolve_callback_class, split_component
 
-# Arguments that name a file or directory; relative ones go inside the run dir.
-_PATH_ARGS = ("filepath", "filename", "log_dir", "backup_dir", "directory")
 DEFAULT_PATHS = {
     "CSVLogger": ("filename", "history.csv"),
     "TensorBoard": ("log_dir", "tensorboard"),
@@ -68,14 +68,25 @@ def _lr_schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
         raise loaded.error(f"invalid schedule '{kind}': {exc}", (*path, kind)) from None
 
 
-def _place(args: dict[str, Any], run_dir: Path) -> None:
-    for key in _PATH_ARGS:
+def _place(args: dict[str, Any], run_dir: Path) -> list[Path]:
+    """Put relative paths inside the run dir; return the directories they need.
+
+    Absolute paths (checked by check_callback_paths) are left as the user wrote
+    them, and nothing is created outside the run directory.
+    """
+    needed = []
+    for key in (*CALLBACK_FILE_ARGS, *CALLBACK_DIR_ARGS):
         value = args.get(key)
-        if isinstance(value, str) and not Path(value).is_absolute():
-            target = run_dir / value
-            args[key] = str(target)
-            parent = target if key in ("log_dir", "backup_dir", "directory") else target.parent
-            parent.mkdir(parents=True, exist_ok=True)
+        if not isinstance(value, str) or not value:
+            continue
+        expanded = os.path.expanduser(value)
+        if os.path.isabs(expanded):
+            args[key] = expanded
+            continue
+        target = run_dir / os.path.normpath(value)
+        args[key] = str(target)
+        needed.append(target if key in CALLBACK_DIR_ARGS else target.parent)
+    return needed
 
 
 def callback_specs(loaded: LoadedConfig) -> list[tuple[str, dict[str, Any], tuple]]:
@@ -88,9 +99,16 @@ def callback_specs(loaded: LoadedConfig) -> list[tuple[str, dict[str, Any], tupl
 def build_callbacks(
     loaded: LoadedConfig, run_dir: Path, *, resuming: bool = False
 ) -> list[keras.callbacks.Callback]:
-    """The user's callbacks in order, plus the CSV log and TensorBoard every run gets."""
+    """The user's callbacks in order, plus the CSV log and TensorBoard every run gets.
+
+    Directories for their files are made inside `run_dir` only once every
+    callback has been checked and built.
+    """
+    # A resumed run finds its own files at its absolute paths: not a reason to refuse.
+    check_callback_paths(loaded, existing=not resuming)
     out: list[keras.callbacks.Callback] = []
     listed: set[str] = set()
+    dirs: list[Path] = []
     for name, args, path in callback_specs(loaded):
         where = format_path(path)
         cls = resolve_callback_class(name, base_dir=loaded.base_dir, path=where)
@@ -110,7 +128,7 @@ def build_callbacks(
         except ConfigError as exc:
             key = exc.path.rsplit(".", 1)[-1] if exc.path else None
             raise exc.locate(file=loaded.file, line=loaded.line_of((*path, name, key))) from None
-        _place(args, run_dir)
+        dirs += _place(args, run_dir)
         try:
             out.append(cls(**args))
         except ConfigError:
@@ -120,6 +138,8 @@ def build_callbacks(
                 f"callback '{name}' rejected its arguments: {type(exc).__name__}: {exc}",
                 (*path, name),
             ) from None
+    for folder in dirs:
+        folder.mkdir(parents=True, exist_ok=True)
     outputs = loaded.config.outputs
     history = str(run_dir / "history.csv")
     writes_history = any(getattr(cb, "filename", None) == history for cb in out)

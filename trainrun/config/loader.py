@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import errno
+import glob
 import os
 import random
 import re
@@ -394,6 +395,94 @@ def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -
             raise ConfigError(f"--set {text}: {here} is a single value ({node!r}), not a section")
 
 
+# ---------------------------------------------------------------- callback paths
+
+# Callback arguments that name a file, and those that name a directory.
+CALLBACK_FILE_ARGS = ("filepath", "filename")
+CALLBACK_DIR_ARGS = ("log_dir", "backup_dir", "directory")
+
+
+def callback_paths(loaded: LoadedConfig) -> list[tuple[KeyPath, str, str]]:
+    """(key path, argument, value) of every path argument a listed callback has."""
+    out = []
+    for i, item in enumerate(loaded.config.callbacks):
+        if not isinstance(item, dict):
+            continue
+        ((name, args),) = item.items()
+        for key in (*CALLBACK_FILE_ARGS, *CALLBACK_DIR_ARGS):
+            value = (args or {}).get(key)
+            if isinstance(value, str) and value:
+                out.append((("callbacks", i, name, key), key, value))
+    return out
+
+
+def _outside_run_dir(value: str) -> str | None:
+    """The absolute path `value` names, or None for a path inside the run directory."""
+    expanded = os.path.expanduser(value)
+    return expanded if os.path.isabs(expanded) else None
+
+
+def _template_matches(path: str) -> list[str]:
+    """Existing files a ModelCheckpoint template like ep{epoch:02d}.keras would write over."""
+    parts = re.split(r"(\{[^{}]*\})", path)
+    pattern = "".join("*" if p.startswith("{") else glob.escape(p) for p in parts)
+    return sorted(glob.glob(pattern))
+
+
+def check_callback_paths(loaded: LoadedConfig, *, existing: bool = False) -> None:
+    """Refuse callback paths that would write outside the run or over a user's files.
+
+    A relative path is placed inside the run directory, so one whose '..' leaves
+    it is an error. An absolute path is the user's own choice; with `existing`
+    (a new run, not a resume, which finds its own files there) it must not name
+    a file that exists, a non-empty directory, or a file in a missing directory.
+    Nothing is created here: every check runs before the first directory is made.
+    """
+    for path, key, value in callback_paths(loaded):
+        absolute = _outside_run_dir(value)
+        if absolute is None:
+            norm = os.path.normpath(value)
+            if norm == os.pardir or norm.startswith(os.pardir + os.sep):
+                raise loaded.error(
+                    f"'{value}' leaves the run directory; a relative {key} is placed inside "
+                    "runs/<id>/: remove the '..', or give an absolute path",
+                    path,
+                )
+        elif existing:
+            problem = _absolute_path_problem(key, absolute)
+            if problem:
+                raise loaded.error(problem, path)
+
+
+def _absolute_path_problem(key: str, path: str) -> str | None:
+    keep = (
+        "; trainrun writes nothing over what is outside the run directory: move it away, "
+        "name another, or give a relative path (it goes inside runs/<id>/)"
+    )
+    if key in CALLBACK_DIR_ARGS:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            return f"{path} is a file, and {key} names a directory" + keep
+        if os.path.isdir(path) and any(os.scandir(path)):
+            return f"{path} is not empty; this run's files would mix with what is there" + keep
+        return None
+    if "{" in path:
+        found = _template_matches(path)
+        if found:
+            more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+            return f"{found[0]}{more} exists already and matches {path}" + keep
+    elif os.path.isdir(path):
+        return f"{path} is a directory, and {key} names a file" + keep
+    elif os.path.lexists(path):
+        return f"{path} exists already" + keep
+    parent = os.path.dirname(path)
+    if "{" not in parent and not os.path.isdir(parent):
+        return (
+            f"directory {parent} does not exist; trainrun creates no directories outside the "
+            "run directory: create it, or give a relative path (it goes inside runs/<id>/)"
+        )
+    return None
+
+
 # ---------------------------------------------------------------- validation
 
 
@@ -475,6 +564,7 @@ def load_config(
         loaded.config = RunConfig.model_validate(data)
     except ValidationError as exc:
         raise _pydantic_error(exc, loaded) from None
+    check_callback_paths(loaded)
     return loaded
 
 
