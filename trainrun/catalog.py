@@ -155,6 +155,84 @@ def signature(kind: str, name: str) -> Signature | None:
     return None
 
 
+def _class_node(kind: str, name: str) -> ast.ClassDef | None:
+    module = _exports(API_PACKAGES[kind]).get(name)
+    tree = _parse(module) if module else None
+    for node in tree.body if tree else ():
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return node
+    return None
+
+
+_ARG = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_ABBREVIATIONS = ("i.e.", "e.g.", "etc.", "vs.", "approx.")
+SHORT = 100  # characters of a parameter's one-line description
+
+
+def _args_section(doc: str) -> dict[str, str]:
+    """'name: text' entries of a Google-style docstring's ``Args:`` section, joined."""
+    lines = doc.splitlines()
+    start = next(
+        (i for i, line in enumerate(lines) if line.strip() in ("Args:", "Arguments:")), None
+    )
+    if start is None:
+        return {}
+    section = lines[start].index(lines[start].strip())
+    entries: dict[str, list[str]] = {}
+    indent: int | None = None
+    current: list[str] | None = None
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        here = len(line) - len(line.lstrip())
+        if here <= section:
+            break  # the next section (Example:, Returns: ...)
+        if indent is None:
+            indent = here
+        match = _ARG.match(line.strip()) if here == indent else None
+        if match:
+            current = entries.setdefault(match.group(1).lstrip("*"), [])
+            current.append(match.group(2))
+        elif current is not None and here > indent:
+            current.append(line.strip())
+        elif here < indent:
+            break
+    return {k: " ".join(v) for k, v in entries.items()}
+
+
+def short_line(text: str, limit: int = SHORT) -> str:
+    """The first sentence of a docstring entry, plain (no backticks), at most `limit` chars."""
+    text = re.sub(r"\s+", " ", text.replace("`", "")).strip()
+    first = ""
+    for piece in _SENTENCE_END.split(text):
+        first = f"{first} {piece}" if first else piece
+        # "Float." alone names a type; the sentence after it says what the value is.
+        if not first.endswith(_ABBREVIATIONS) and len(first.split()) > 2:
+            break
+    text = first
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+@functools.cache
+def param_docs(kind: str, name: str) -> dict[str, str]:
+    """One short line per parameter, from the ``Args:`` section of the class's docstring.
+
+    Falls back to ``__init__``'s docstring where the class has none; a parameter
+    the docstring does not describe is left out.
+    """
+    node = _class_node(kind, name)
+    if node is None:
+        return {}
+    docs = _args_section(ast.get_docstring(node) or "")
+    init = next(
+        (i for i in node.body if isinstance(i, ast.FunctionDef) and i.name == "__init__"), None
+    )
+    if init is not None:
+        docs = {**_args_section(ast.get_docstring(init) or ""), **docs}
+    return {k: short_line(v) for k, v in docs.items() if v.strip()}
+
+
 # Strings `model.compile` itself resolves against the model's outputs and labels.
 COMPILE_ALIASES = {"loss": ("crossentropy", "ce"), "metric": ("accuracy", "acc")}
 _NOT_CONFIG_OBJECTS = {"deserialize", "serialize", "get", "Loss", "Metric", "Reduction"}

@@ -29,11 +29,12 @@ def show_callbacks(name: str | None, out: Console) -> None:
         out.print(f"[bold]{sig.render()}[/]", highlight=False, soft_wrap=True)
         out.print(f"  {sig.doc}")
         out.print(f"  source: {sig.module}")
-        for p in sig.params:
-            out.print(
-                f"  {p.name:28} {'required' if p.required else 'default ' + str(p.default)}",
-                highlight=False,
-            )
+        docs = catalog.param_docs("callback", name)
+        given = [(p.name, "required" if p.required else f"default {p.default}") for p in sig.params]
+        width = max((len(d) for _, d in given), default=0)
+        for param, default in given:
+            line = f"  {param:24} {default:{width}}  {docs.get(param, '')}".rstrip()
+            out.print(line, markup=False, highlight=False, soft_wrap=True)
         return
     table = Table(
         title="Callbacks (write them as `- Name: {args}` under callbacks:)", title_justify="left"
