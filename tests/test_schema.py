@@ -67,3 +67,137 @@ def test_schema_out_file(tmp_path):
     assert json.loads(out.read_text())["title"] == "trainrun config"
     bad = cli("schema", "--out", tmp_path / "no" / "such" / "dir.json")
     assert bad.returncode == 2 and "cannot write the schema" in bad.stderr
+
+
+# ---------------------------------------------------------------- what an editor offers
+
+
+@pytest.fixture(scope="module")
+def schema(validator) -> dict:
+    return validator.schema
+
+
+def resolve(schema: dict, node: dict) -> dict:
+    """Follow a $ref ('#/$defs/X') to its definition."""
+    while "$ref" in node:
+        node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
+def field(schema: dict, *path: str) -> dict:
+    """The component definition of a field: ('compile', 'optimizer'), ('callbacks',), ..."""
+    node = schema
+    for part in path:
+        node = resolve(schema, node)["properties"][part]
+
+    def component(node: dict) -> dict | None:
+        node = resolve(schema, node)
+        if "examples" in node:
+            return node
+        options = node.get("anyOf", []) + ([node["items"]] if "items" in node else [])
+        return next(filter(None, map(component, options)), None)
+
+    found = component(node)
+    assert found is not None, f"{path} has no component definition"
+    return found
+
+
+def offered(component: dict) -> set[str]:
+    """Every name an editor offers for a component field (enum values, mapping keys)."""
+    names: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            names.update(v for v in node.get("enum", []) if isinstance(v, str))
+            names.update(node.get("properties", {}))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(component)
+    return names
+
+
+@pytest.mark.parametrize(
+    ("path", "names"),
+    [
+        (("callbacks",), {"EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"}),
+        (("compile", "optimizer"), {"RMSprop", "rmsprop", "Adam", "adam", "SGD"}),
+        (("compile", "loss"), {"sparse_categorical_crossentropy", "mse", "BinaryCrossentropy"}),
+        (("compile", "metrics"), {"accuracy", "sparse_categorical_accuracy", "AUC"}),
+        (("model", "layers"), {"Dense", "Conv2D", "Dropout", "Input", "LSTM"}),
+    ],
+)
+def test_component_fields_offer_keras_names(schema, path, names):
+    assert names <= offered(field(schema, *path))
+
+
+@pytest.mark.parametrize(
+    ("path", "own", "foreign"),
+    [
+        (("callbacks",), "EarlyStopping", ["rmsprop", "Dense", "mse"]),
+        (("compile", "optimizer"), "rmsprop", ["EarlyStopping", "Dense", "mse"]),
+        (("compile", "loss"), "sparse_categorical_crossentropy", ["EarlyStopping", "rmsprop"]),
+        (("compile", "metrics"), "accuracy", ["EarlyStopping", "rmsprop", "Dense"]),
+        (("model", "layers"), "Dense", ["EarlyStopping", "rmsprop", "mse"]),
+    ],
+)
+def test_each_description_names_examples_of_its_own_kind(schema, path, own, foreign):
+    description = field(schema, *path)["description"]
+    assert own in description
+    assert not [f for f in foreign if f in description], description
+
+
+def test_callback_arguments_are_offered_with_their_description(schema):
+    component = field(schema, "callbacks")
+    mapping = next(o for o in component["anyOf"] if o.get("type") == "object")
+    args = mapping["properties"]["EarlyStopping"]["anyOf"][0]["properties"]
+    assert "patience" in args
+    assert "epochs" in args["patience"]["description"].lower()
+    assert "default 0" in args["patience"]["description"]
+
+
+@pytest.mark.parametrize(
+    ("change", "ok"),
+    [
+        (lambda c: c["compile"].update(optimizer="rmsprop"), True),
+        (lambda c: c["compile"].update(optimizer={"Adam": {"learning_rate": 0.01}}), True),
+        (lambda c: c["compile"].update(optimizer="my_opts:Fancy"), True),
+        (
+            lambda c: c.update(
+                callbacks=["EarlyStopping", {"ModelCheckpoint": {"filepath": "m.keras"}}]
+            ),
+            True,
+        ),
+        (lambda c: c.update(callbacks=["my_callbacks:Custom"]), True),
+        (lambda c: c.update(callbacks=["EarlyStoping"]), False),
+        (lambda c: c.update(callbacks=[{"EarlyStoping": {"patience": 2}}]), False),
+        (lambda c: c["model"]["layers"].append({"Dence": {"units": 1}}), False),
+        (lambda c: c["model"]["layers"].append("my_layers:Mine"), True),
+        (lambda c: c["compile"].update(loss="mean_squared_eror"), False),
+        (lambda c: c["compile"].update(metrics=["acc", "AUC"]), True),
+        (lambda c: c["fit"].update(epochs=True), False),
+        (lambda c: c["fit"].update(batch_size=1.5), False),
+        (lambda c: c["data"].update(validation_split=1.0), False),
+    ],
+)
+def test_schema_checks_names_and_numbers_as_trainrun_does(validator, change, ok):
+    config = yaml.safe_load((CONFIGS / "mnist_mlp.yaml").read_text())
+    change(config)
+    errors = [e.message for e in validator.iter_errors(as_json(config))]
+    assert (errors == []) is ok, errors
+
+
+def test_schema_is_computed_without_tensorflow():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from trainrun.config.schema import json_schema; json_schema(); "
+        "print(sorted(m for m in ('tensorflow', 'keras') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"

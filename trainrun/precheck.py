@@ -8,6 +8,11 @@ again with the real objects when the run is built.
 
 from __future__ import annotations
 
+import math
+import os
+from collections.abc import Iterator
+from typing import Any
+
 from trainrun import catalog
 from trainrun.build.schedules import SCHEDULES
 from trainrun.config import LoadedConfig, format_path
@@ -126,9 +131,207 @@ def _check_losses_and_metrics(loaded: LoadedConfig) -> None:
         )
 
 
+# ---------------------------------------------------------------- numbers
+
+
+def _non_finite(value: Any, path: tuple) -> Iterator[tuple[tuple, float]]:
+    if isinstance(value, float) and not math.isfinite(value):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _non_finite(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _non_finite(item, (*path, i))
+
+
+def _check_finite(loaded: LoadedConfig) -> None:
+    """No NaN or infinity anywhere: a learning rate of .nan trains on NaN, silently.
+
+    The typed fields refuse them already; this covers the free-form arguments of
+    optimizers, schedules, layers, callbacks, losses and data factories.
+    """
+    for path, value in _non_finite(loaded.config.model_dump(), ()):
+        raise loaded.error(
+            f"must be a finite number (got {value!r}; YAML reads .nan, .inf and numbers "
+            "beyond 1.8e308 as not finite)",
+            path,
+        )
+
+
+def _layer_items(loaded: LoadedConfig) -> list[tuple[Any, tuple]]:
+    m = loaded.config.model
+    items: list[tuple[Any, tuple]] = []
+    if m.layers:
+        items += [(spec, ("model", "layers", i)) for i, spec in enumerate(m.layers)]
+    if m.graph:
+        items += [(node.layer, ("model", "graph", i, "layer")) for i, node in enumerate(m.graph)]
+    return items
+
+
+# Layer arguments that count something (units, filters, table sizes): whole numbers >= 1.
+_COUNT_ARGS = ("units", "filters", "input_dim", "output_dim", "num_heads", "key_dim")
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _check_layer_counts(loaded: LoadedConfig) -> None:
+    for spec, path in _layer_items(loaded):
+        name, args = split_component(spec)
+        if is_import_path(name):
+            continue
+        for key in _COUNT_ARGS:
+            value = args.get(key)
+            if value is not None and not _is_count(value):
+                raise loaded.error(
+                    f"'{key}' of layer '{name}' must be a whole number >= 1 (got {value!r})",
+                    (*path, name, key),
+                )
+
+
+# ---------------------------------------------------------------- layer sizes
+#
+# A layer too big for memory makes TensorFlow fail with a ResourceExhausted
+# traceback while it builds the model. Its size follows from the arguments and
+# the input shape for the common layers, so it is checked here, before TensorFlow.
+
+Shape = tuple[int | None, ...] | None
+_BYTES_PER_WEIGHT = 4  # variables are float32, under mixed precision too
+_SAME_SHAPE = {
+    "Activation", "ActivityRegularization", "AlphaDropout", "BatchNormalization", "Dropout",
+    "ELU", "GaussianDropout", "GaussianNoise", "GroupNormalization", "Identity",
+    "LayerNormalization", "LeakyReLU", "Masking", "ReLU", "Softmax", "SpatialDropout1D",
+    "SpatialDropout2D", "SpatialDropout3D", "UnitNormalization",
+}  # fmt: skip
+_RNN_GATES = {"SimpleRNN": 1, "GRU": 3, "LSTM": 4}
+
+
+def _dims(value: Any) -> Shape:
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value]
+    if not isinstance(value, list | tuple):
+        return None
+    if not all(d is None or (isinstance(d, int) and not isinstance(d, bool)) for d in value):
+        return None
+    return tuple(value)
+
+
+def _last(shape: Shape) -> int:
+    """The input's feature size, or 1 when unknown: weights are then a lower bound."""
+    return shape[-1] if shape and _is_count(shape[-1]) else 1
+
+
+def _estimate(name: str, args: dict[str, Any], shape: Shape) -> tuple[int, Shape]:
+    """(number of weights, output shape) of a Keras layer; (0, None) when unknown."""
+    if name in ("Input", "InputLayer"):
+        batch = _dims(args.get("batch_shape"))
+        return 0, _dims(args.get("shape")) or (batch[1:] if batch else None)
+    if name in _SAME_SHAPE:
+        return 0, shape
+    units = args.get("units")
+    if name == "Dense" and _is_count(units):
+        bias = units if args.get("use_bias", True) else 0
+        return _last(shape) * units + bias, (*(shape[:-1] if shape else (None,)), units)
+    if name in _RNN_GATES and _is_count(units):
+        per_gate = _last(shape) * units + units * units + units
+        seq = args.get("return_sequences") is True and shape and len(shape) > 1
+        return _RNN_GATES[name] * per_gate, ((shape[0], units) if seq else (units,))
+    if (
+        name == "Embedding"
+        and _is_count(args.get("input_dim"))
+        and _is_count(args.get("output_dim"))
+    ):
+        out = (*shape, args["output_dim"]) if shape else None
+        return args["input_dim"] * args["output_dim"], out
+    filters = args.get("filters")
+    if name[:4] == "Conv" and name[-2:] in ("1D", "2D", "3D") and _is_count(filters):
+        rank = int(name[-2])
+        kernel = _dims(args.get("kernel_size"))
+        if kernel and len(kernel) == 1:
+            kernel = kernel * rank
+        if args.get("data_format") == "channels_first":
+            return 0, None  # the channels are not the last dimension
+        channels = _last(shape)
+        if kernel and all(_is_count(k) for k in kernel):
+            groups = args.get("groups", 1)
+            groups = groups if _is_count(groups) else 1
+            weights = math.prod(kernel) * max(channels // groups, 1) * filters + filters
+            return weights, (*(None,) * rank, filters)
+        return 0, None
+    if name == "Flatten":
+        known = shape and all(_is_count(d) for d in shape)
+        return 0, ((math.prod(shape),) if known else (None,))
+    if name == "Reshape":
+        return 0, _dims(args.get("target_shape"))
+    if "Pooling" in name and shape:
+        if name.startswith("Global"):
+            return 0, (shape[-1],) if not args.get("keepdims") else None
+        return 0, (*(None,) * (len(shape) - 1), shape[-1])
+    return 0, None
+
+
+def _physical_memory() -> int | None:
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:,.0f} GiB" if n >= 2**30 else f"{n / 2**30:.2f} GiB"
+
+
+def _layer_sizes(loaded: LoadedConfig) -> Iterator[tuple[str, dict, int, tuple]]:
+    """(layer name, arguments, weights, key path) of each layer; 0 weights when unknown."""
+    m = loaded.config.model
+    shape: Shape = None
+    for i, spec in enumerate(m.layers or []):
+        name, args = split_component(spec)
+        weights, shape = (0, None) if is_import_path(name) else _estimate(name, args, shape)
+        yield name, args, weights, ("model", "layers", i)
+    shapes: dict[str, Shape] = {k: _dims(v.get("shape")) for k, v in (m.inputs or {}).items()}
+    for i, node in enumerate(m.graph or []):
+        name, args = split_component(node.layer)
+        given = shapes.get(node.input) if isinstance(node.input, str) else None
+        weights, out = (0, None) if is_import_path(name) else _estimate(name, args, given)
+        shapes[node.name] = out
+        yield name, args, weights, ("model", "graph", i, "layer")
+
+
+def _check_layer_sizes(loaded: LoadedConfig) -> None:
+    """Refuse a model whose weights alone exceed this machine's memory, naming the layer."""
+    memory = _physical_memory()
+    if not memory:
+        return
+    sizes = list(_layer_sizes(loaded))
+    for name, args, weights, path in sizes:
+        need = weights * _BYTES_PER_WEIGHT
+        if need > memory:
+            given = ", ".join(f"{k}: {args[k]}" for k in _COUNT_ARGS if k in args)
+            raise loaded.error(
+                f"layer '{name}' would have {weights:,} weights ({_gib(need)} as float32), "
+                f"more than this machine's memory ({_gib(memory)}); make it smaller ({given})",
+                path,
+            )
+    total = sum(s[2] for s in sizes) * _BYTES_PER_WEIGHT
+    if total > memory:
+        name, _, weights, path = max(sizes, key=lambda s: s[2])
+        raise loaded.error(
+            f"the model's weights need {_gib(total)} as float32, more than this machine's "
+            f"memory ({_gib(memory)}); the largest layer is '{name}' at {format_path(path)} "
+            f"with {weights:,} weights",
+            ("model",),
+        )
+
+
 def precheck(loaded: LoadedConfig) -> None:
     """Raise a ConfigError for the mistakes that can be found without TensorFlow."""
     _check_callbacks(loaded)
     _check_layer_names(loaded)
     _check_optimizer_name(loaded)
     _check_losses_and_metrics(loaded)
+    _check_finite(loaded)
+    _check_layer_counts(loaded)
+    _check_layer_sizes(loaded)

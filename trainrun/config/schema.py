@@ -9,10 +9,20 @@ YAML here and are resolved against the real Keras registries in
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    WithJsonSchema,
+    model_validator,
+)
 
 
 def _check_component(value: Any) -> Any:
@@ -38,22 +48,157 @@ def _check_component(value: Any) -> Any:
     raise ValueError(f"must be a name or 'Name: {{args}}', got {value!r}")
 
 
-# How a component looks in `trainrun schema`: a name, or one `Name: {args}` entry.
-_COMPONENT_JSON = {
-    "anyOf": [
-        {"type": "string", "minLength": 1},
-        {
-            "type": "object",
-            "minProperties": 1,
-            "maxProperties": 1,
-            "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]},
-        },
-    ],
-    "description": "A name (EarlyStopping, rmsprop, module:attr) or one {Name: {args}} entry",
+# What each kind of component is called in `trainrun schema`'s $defs, with the
+# examples its description names. The names an editor completes are filled in by
+# `json_schema`, from Keras' installed source (no TensorFlow import).
+_COMPONENT_KINDS: dict[str, tuple[str, list[Any]]] = {
+    "layer": (
+        "LayerComponent",
+        ["Dense", "Conv2D", "Dropout", {"Dense": {"units": 10, "activation": "relu"}}],
+    ),
+    "optimizer": (
+        "OptimizerComponent",
+        ["rmsprop", "adam", "RMSprop", {"Adam": {"learning_rate": 0.001}}],
+    ),
+    "loss": (
+        "LossComponent",
+        ["sparse_categorical_crossentropy", "mse", {"BinaryCrossentropy": {"from_logits": True}}],
+    ),
+    "metric": (
+        "MetricComponent",
+        ["accuracy", "sparse_categorical_accuracy", "mae", {"AUC": {"num_thresholds": 100}}],
+    ),
+    "callback": (
+        "CallbackComponent",
+        ["EarlyStopping", "TerminateOnNaN", {"EarlyStopping": {"patience": 3}}],
+    ),
 }
 
-Component = Annotated[Any, AfterValidator(_check_component), WithJsonSchema(_COMPONENT_JSON)]
+
+def _example_text(kind: str) -> str:
+    def show(value: Any) -> str:
+        if isinstance(value, dict):
+            inner = ", ".join(f"{k}: {show(v)}" for k, v in value.items())
+            return f"{{{inner}}}"
+        return str(value).lower() if isinstance(value, bool) else str(value)
+
+    return ", ".join(show(e) for e in _COMPONENT_KINDS[kind][1])
+
+
+def _component(kind: str) -> Any:
+    """A component field of one kind: validated alike, described for editors per kind."""
+    # A placeholder: pydantic resolves a $ref itself, so `json_schema` puts it in.
+    marker = {_MARKER: kind}
+    return Annotated[Any, AfterValidator(_check_component), WithJsonSchema(marker)]
+
+
+_MARKER = "x-trainrun-component"
+
+
+Component = Annotated[Any, AfterValidator(_check_component)]
 """``Name``, ``{Name: {args}}`` or ``module:attr``: normalised to str or a one-key dict."""
+LayerSpec = _component("layer")
+OptimizerSpec = _component("optimizer")
+LossSpec = _component("loss")
+MetricSpec = _component("metric")
+CallbackSpec = _component("callback")
+
+
+# ---------------------------------------------------------------- numbers
+#
+# Counts are whole numbers and nothing else: YAML's `true` is not 1 epoch, and
+# 1e18 is not a batch size. Floats are finite: a NaN learning rate or scale
+# would train on NaN. Each message names the range, so the fix is in the error.
+
+MAX_COUNT = 2**31 - 1
+"""Upper bound of counts (epochs, batch sizes, steps): TensorFlow indexes with int32."""
+
+
+def _whole_number(low: int, high: int) -> Any:
+    wanted = f"a whole number from {low} to {high}"
+
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"must be a valid integer, {wanted} (got {value!r})")
+        if value < low:
+            raise ValueError(f"must be greater than or equal to {low} ({wanted}; got {value!r})")
+        if value > high:
+            raise ValueError(f"must be less than or equal to {high} ({wanted}; got {value!r})")
+        return value
+
+    return check
+
+
+def Count(low: int = 1, high: int = MAX_COUNT) -> Any:  # noqa: N802 - reads as a type
+    """An int in [low, high]; bools and floats (even 3.0) are refused."""
+    return Annotated[
+        int,
+        PlainValidator(_whole_number(low, high)),
+        WithJsonSchema({"type": "integer", "minimum": low, "maximum": high}),
+    ]
+
+
+def _finite(ge: float | None, lt: float | None, wanted: str) -> Any:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"must be {wanted} (got {value!r})")
+        if not math.isfinite(value):
+            raise ValueError(f"must be {wanted} (got {value!r})")
+        if ge is not None and value < ge:
+            raise ValueError(f"must be greater than or equal to {ge:g} ({wanted}; got {value!r})")
+        if lt is not None and value >= lt:
+            raise ValueError(f"must be less than {lt:g} ({wanted}; got {value!r})")
+        return float(value)
+
+    return check
+
+
+def Real(  # noqa: N802 - reads as a type
+    *, ge: float | None = None, lt: float | None = None, wanted: str | None = None
+) -> Any:
+    """A finite float (ints accepted) in [ge, lt); NaN, infinities and bools are refused.
+
+    `wanted` describes the range in messages when a model validator checks it.
+    """
+    if wanted is None:
+        wanted = "a finite number"
+        if ge is not None and lt is not None:
+            wanted += f" from {ge:g} to below {lt:g}"
+        elif ge is not None:
+            wanted += f" >= {ge:g}"
+    schema: dict[str, Any] = {"type": "number"}
+    if ge is not None:
+        schema["minimum"] = ge
+    if lt is not None:
+        schema["exclusiveMaximum"] = lt
+    return Annotated[float, PlainValidator(_finite(ge, lt, wanted)), WithJsonSchema(schema)]
+
+
+def _class_index(value: Any) -> int:
+    # A class_weight key: 3, or '3' as a dumped config.yaml may hold it; never `true`.
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(
+            f"class_weight keys must be a valid integer, a class index >= 0 (got {value!r})"
+        )
+    return value
+
+
+def _finite_weights(value: Any) -> Any:
+    # Checked before the dict | list union, whose error would only say "not a dict".
+    items = value.items() if isinstance(value, dict) else enumerate(value or ())
+    for key, weight in items if isinstance(value, dict | list) else ():
+        if isinstance(weight, bool) or (isinstance(weight, float) and not math.isfinite(weight)):
+            raise ValueError(f"loss_weights[{key!r}] must be a finite number (got {weight!r})")
+    return value
+
+
+ClassIndex = Annotated[
+    int,
+    PlainValidator(_class_index),
+    WithJsonSchema({"type": "integer", "minimum": 0}),
+]
 
 
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -92,17 +237,17 @@ class Split(Strict):
 class Limit(Strict):
     """Use only the first N samples of a split: for smoke tests and CI."""
 
-    train: int | None = Field(None, ge=1)
-    validation: int | None = Field(None, ge=1)
-    test: int | None = Field(None, ge=1)
+    train: Count() | None = None
+    validation: Count() | None = None
+    test: Count() | None = None
 
 
 class DataConfig(Strict):
     source: Literal["mnist", "numpy", "tfdata"] = "mnist"
     flatten: bool = False
-    reshape: list[int] | None = None
-    scale: float | None = None
-    validation_split: float = Field(0.0, ge=0.0, lt=1.0)
+    reshape: list[Count(-1)] | None = None
+    scale: Real() | None = None
+    validation_split: Real(ge=0, lt=1) = 0.0
     train: Split | None = None
     validation: Split | None = None
     test: Split | None = None
@@ -138,13 +283,13 @@ class Factory(Strict):
 
 class GraphNode(Strict):
     name: str
-    layer: Component
+    layer: LayerSpec
     input: str | list[str]
 
 
 class ModelConfig(Strict):
     name: str | None = None
-    layers: list[Component] | None = None
+    layers: list[LayerSpec] | None = None
     inputs: dict[str, dict[str, Any]] | None = None
     graph: list[GraphNode] | None = None
     outputs: str | list[str] | None = None
@@ -183,23 +328,25 @@ class ModelConfig(Strict):
 
 
 class CompileConfig(Strict):
-    optimizer: Component = "rmsprop"
-    loss: Component | dict[str, Any] | None = None
-    metrics: list[Component] | dict[str, Any] | None = None
-    loss_weights: dict[str, float] | list[float] | None = None
+    optimizer: OptimizerSpec = "rmsprop"
+    loss: LossSpec | dict[str, Any] | None = None
+    metrics: list[MetricSpec] | dict[str, Any] | None = None
+    loss_weights: Annotated[
+        dict[str, Real()] | list[Real()] | None, BeforeValidator(_finite_weights)
+    ] = None
     jit_compile: Literal["auto"] | bool = "auto"
-    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    steps_per_execution: Literal["auto"] | Count() = "auto"
 
 
 class FitConfig(Strict):
-    epochs: int = Field(1, ge=1)
-    batch_size: int = Field(32, ge=1)
+    epochs: Count() = 1
+    batch_size: Count() = 32
     shuffle: bool = True
-    class_weight: dict[int, float] | None = None
-    steps_per_epoch: int | None = Field(None, ge=1)
-    validation_steps: int | None = Field(None, ge=1)
-    validation_freq: int = Field(1, ge=1)
-    validation_batch_size: Literal["auto"] | Annotated[int, Field(ge=1)] = "auto"
+    class_weight: dict[ClassIndex, Real(wanted="a finite number >= 0")] | None = None
+    steps_per_epoch: Count() | None = None
+    validation_steps: Count() | None = None
+    validation_freq: Count() = 1
+    validation_batch_size: Literal["auto"] | Count() = "auto"
 
     @model_validator(mode="after")
     def _weights(self) -> FitConfig:
@@ -234,14 +381,14 @@ class OutputsConfig(Strict):
     state: bool = True  # state/ for `trainrun resume`
     # Save resume state every N optimizer steps, or 'auto' (time-based, kept
     # under ~2% of training time), or 'epoch' (epoch ends only).
-    state_every: Literal["auto", "epoch"] | Annotated[int, Field(ge=1)] = "auto"
+    state_every: Literal["auto", "epoch"] | Count() = "auto"
 
 
 class RunConfig(Strict):
     name: Annotated[str, AfterValidator(_check_run_name)] = Field(
         "run", json_schema_extra={"pattern": RUN_NAME.pattern}
     )
-    seed: int | None = Field(None, ge=0, lt=2**32)
+    seed: Count(0, 2**32 - 1) | None = None
     deterministic: bool = False
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"
@@ -252,7 +399,7 @@ class RunConfig(Strict):
     model: ModelConfig
     compile: CompileConfig = Field(default_factory=CompileConfig)
     fit: FitConfig = Field(default_factory=FitConfig)
-    callbacks: list[Component] = Field(default_factory=list)
+    callbacks: list[CallbackSpec] = Field(default_factory=list)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
 
 
@@ -306,9 +453,105 @@ def _model_in(annotation: Any) -> Any:
     return None
 
 
+def _names_for_editors(kind: str) -> tuple[list[str], bool]:
+    """The names an editor offers for a kind, and whether trainrun accepts only those.
+
+    Optimizer names are matched in any case by Keras, so they are offered (class
+    names and the lower-case aliases) but any string passes the schema.
+    """
+    from trainrun import catalog
+
+    if kind == "optimizer":
+        classes = [n for n in catalog.names("optimizer") if n[:1].isupper()]
+        return sorted({*classes, *(n.lower() for n in classes)}), False
+    if kind in ("loss", "metric"):
+        return list(catalog.loss_or_metric_names(kind)), True
+    if kind == "callback":
+        from trainrun.registry import callback_names
+
+        return list(callback_names()), True
+    return catalog.names(kind), True
+
+
+def _callback_arguments(name: str) -> dict[str, Any]:
+    """{param: {description}} of a Keras callback, for completing its arguments."""
+    from trainrun import catalog
+
+    sig = catalog.signature("callback", name)
+    if sig is None:
+        return {}
+    docs = catalog.param_docs("callback", name)
+    out: dict[str, Any] = {}
+    for p in sig.params:
+        text = docs.get(p.name, "")
+        default = "required" if p.required else f"default {p.default}"
+        out[p.name] = {"description": f"{text} ({default})" if text else default}
+    return out
+
+
+def _component_def(kind: str) -> dict[str, Any]:
+    """JSON Schema of one kind of component: a name, an import path, or {Name: {args}}."""
+    examples = _COMPONENT_KINDS[kind][1]
+    names, only_these = _names_for_editors(kind)
+    import_path = {"type": "string", "pattern": ":", "description": "an import path module:attr"}
+    if names:
+        name = {"anyOf": [{"enum": names}, import_path]}
+        if not only_these:
+            name["anyOf"].append({"type": "string", "minLength": 1})
+    else:  # Keras' layout unknown: any name passes, trainrun checks it
+        name = {"type": "string", "minLength": 1}
+    args_schema: dict[str, Any] = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+    properties = {}
+    for n in names:
+        args = _callback_arguments(n) if kind == "callback" else {}
+        properties[n] = (
+            {"anyOf": [{"type": "object", "properties": args}, {"type": "null"}]}
+            if args
+            else args_schema
+        )
+    text = (
+        f"{'An' if kind[0] in 'aeiou' else 'A'} {kind}: a Keras name, one {{Name: {{args}}}} entry, or an import path "
+        f"module:attr; e.g. {_example_text(kind)}"
+    )
+    return {
+        "description": text,
+        "examples": examples,
+        "anyOf": [
+            name,
+            {
+                "type": "object",
+                "minProperties": 1,
+                "maxProperties": 1,
+                "propertyNames": name,
+                "properties": properties,
+                "additionalProperties": args_schema,
+            },
+        ],
+    }
+
+
+def _link_components(node: Any) -> Any:
+    """Replace each component placeholder with a $ref to its kind's definition."""
+    if isinstance(node, list):
+        return [_link_components(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    if _MARKER in node:
+        rest = {k: v for k, v in node.items() if k != _MARKER}
+        return {"$ref": f"#/$defs/{_COMPONENT_KINDS[node[_MARKER]][0]}", **rest}
+    return {k: _link_components(v) for k, v in node.items()}
+
+
 def json_schema() -> dict[str, Any]:
-    """The YAML format as a JSON Schema, for editors (`trainrun schema`)."""
-    schema = RunConfig.model_json_schema()
+    """The YAML format as a JSON Schema, for editors (`trainrun schema`).
+
+    Component fields list the names Keras offers (read from its source, without
+    TensorFlow), so an editor completes them.
+    """
+    schema = _link_components(RunConfig.model_json_schema())
+    defs = schema.setdefault("$defs", {})
+    for kind, (def_name, _) in _COMPONENT_KINDS.items():
+        defs[def_name] = _component_def(kind)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "trainrun config",
