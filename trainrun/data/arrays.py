@@ -1,14 +1,89 @@
-"""In-memory datasets: nests of NumPy arrays, and their preprocessing."""
+"""In-memory datasets: nests of NumPy arrays, their preprocessing, and the checks
+made on .npy/.npz files before their data is read."""
 
 from __future__ import annotations
 
 import math
+import zipfile
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import numpy as np
 
+from trainrun.errors import ConfigError
+
 Nest = Any  # an array, or a dict of arrays keyed by model input/output name
+
+NUMERIC_KINDS = "biuf"  # bool, signed and unsigned integers, floats
+
+
+class ArrayFileError(ValueError):
+    """An .npy file or .npz member that cannot be read safely; `key` names the member."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _fmt_shape(shape: tuple) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
+
+
+def _check_header(f: IO[bytes], size: int, key: str | None) -> np.dtype:
+    """The dtype an .npy stream's header declares, read without touching its data.
+
+    Refuses a header that promises more bytes than the stream has (a truncated
+    file, or a hand-made header: believing it would allocate whatever it claims)
+    and object arrays, which only pickle could read.
+    """
+    what = f"array '{key}'" if key is not None else "the array"
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, _fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        else:  # 2.0, and 3.0 (utf-8 field names) has the same layout
+            shape, _fortran, dtype = np.lib.format.read_array_header_2_0(f)
+    except (ValueError, EOFError, OSError) as exc:
+        raise ArrayFileError(f"{what} has no valid .npy header ({exc})", key) from None
+    if dtype.hasobject:
+        raise ArrayFileError(
+            f"{what} holds Python objects (dtype {dtype}), which only pickle can read, and "
+            "trainrun never unpickles data files; save a numeric array instead "
+            "(rows of equal length: np.stack(rows).astype('float32'))",
+            key,
+        )
+    needed = math.prod(shape) * dtype.itemsize
+    held = size - f.tell()
+    if needed > held:
+        raise ArrayFileError(
+            f"{what}'s header declares shape {_fmt_shape(shape)} of {dtype} ({needed:,} bytes), "
+            f"but only {max(held, 0):,} bytes follow it: the file is truncated or damaged",
+            key,
+        )
+    return dtype
+
+
+def check_array_file(path: Path) -> dict[str | None, np.dtype]:
+    """Check an .npy file, or every member of an .npz, before reading it.
+
+    Returns the dtype of each array (key None for an .npy file). Raises
+    ArrayFileError naming the member at fault.
+    """
+    path = Path(path)
+    if path.suffix == ".npz":
+        try:
+            with zipfile.ZipFile(path) as z:
+                out: dict[str | None, np.dtype] = {}
+                for info in z.infolist():
+                    key = info.filename.removesuffix(".npy")
+                    with z.open(info) as member:
+                        out[key] = _check_header(member, info.file_size, key)
+                return out
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise ArrayFileError(f"not a complete .npz (zip) file: {exc}") from None
+    with path.open("rb") as f:
+        return {None: _check_header(f, path.stat().st_size, None)}
 
 
 def _leaves(nest: Nest) -> list[np.ndarray]:
@@ -48,7 +123,17 @@ class ArraySplit:
         """Keras' validation_split: the last `fraction` of samples, before any shuffling."""
         if not fraction:
             return self, None
-        at = int(math.ceil(len(self) * (1.0 - fraction)))
+        n = len(self)
+        at = int(math.ceil(n * (1.0 - fraction)))
+        if at >= n > 0:
+            need = next(m for m in range(2, 10**9) if math.ceil(m * (1.0 - fraction)) < m)
+            raise ConfigError(
+                f"validation_split {fraction:g} of {n} training sample{'s' if n != 1 else ''} "
+                f"leaves no sample for validation; it needs at least {need} training samples "
+                "(data.limit.train, if set, counts before the split): give more samples, "
+                "or set data.validation_split: 0",
+                path="data.validation_split",
+            )
         head = lambda a: a[:at]  # noqa: E731
         tail = lambda a: a[at:]  # noqa: E731
         parts = []
@@ -67,7 +152,8 @@ class ArraySplit:
             return self
 
         def fix(a: np.ndarray) -> np.ndarray:
-            shape = (-1,) if flatten else tuple(reshape or ())
+            # flatten names the size: -1 cannot be inferred for 0 samples
+            shape = (math.prod(a.shape[1:]),) if flatten else tuple(reshape or ())
             try:
                 return a.reshape((len(a), *shape))
             except ValueError as exc:

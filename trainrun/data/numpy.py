@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import zipfile
 from typing import Any
 
 import numpy as np
 
 from trainrun.config import LoadedConfig
 from trainrun.config.schema import Split
-from trainrun.data.arrays import ArraySplit
+from trainrun.data.arrays import ArrayFileError, ArraySplit, check_array_file
 
 
 def _load_npy(loaded: LoadedConfig, value: str, where: tuple) -> np.ndarray:
@@ -16,8 +17,9 @@ def _load_npy(loaded: LoadedConfig, value: str, where: tuple) -> np.ndarray:
     if not path.is_file():
         raise loaded.error(f"file not found: {path}", where)
     try:
+        check_array_file(path)
         return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, EOFError) as exc:
         raise loaded.error(f"cannot read {path} as a .npy array: {exc}", where) from None
 
 
@@ -44,7 +46,15 @@ def _from_npz(loaded: LoadedConfig, npz: Any, ref: Any, where: tuple, default: s
             f"it has: {', '.join(npz.files)}",
             where,
         )
-    return npz[ref]
+    try:
+        return npz[ref]
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:  # checked, yet damaged
+        raise loaded.error(f"cannot read key '{ref}' of {npz_path(npz)}: {exc}", where) from None
+
+
+def npz_path(npz: Any) -> str:
+    fid = getattr(npz, "fid", None)
+    return str(getattr(fid, "name", "the .npz file"))
 
 
 def load_split(loaded: LoadedConfig, split: Split, name: str) -> ArraySplit:
@@ -61,7 +71,10 @@ def load_split(loaded: LoadedConfig, split: Split, name: str) -> ArraySplit:
                 (*where, "path"),
             )
         try:
+            check_array_file(path)
             npz = np.load(path, allow_pickle=False)
+        except ArrayFileError as exc:
+            raise loaded.error(f"{path}: {exc}", (*where, "path")) from None
         except (OSError, ValueError) as exc:
             raise loaded.error(f"cannot read {path}: {exc}", (*where, "path")) from None
     x = _from_npz(loaded, npz, split.x, (*where, "x"), "x")
@@ -78,3 +91,32 @@ def load_split(loaded: LoadedConfig, split: Split, name: str) -> ArraySplit:
             f"x, y and sample_weight have different numbers of samples: {sorted(lengths)}", where
         )
     return ArraySplit(x, y, sw)
+
+
+def raw_x_dtypes(loaded: LoadedConfig) -> Any:
+    """The dtype of the training x as stored (a dict for a dict of inputs), read from
+    the file headers only; None where it cannot be told (a file that has moved)."""
+    split = loaded.config.data.train
+    if split is None:
+        return None
+    dtypes: dict[str | None, np.dtype] = {}
+    if split.path:
+        try:
+            dtypes = check_array_file(loaded.resolve_path(split.path))
+        except (ArrayFileError, OSError):
+            return None
+
+    def one(ref: str | None) -> np.dtype | None:
+        if ref is None:
+            return None
+        if ref.endswith(".npy"):
+            try:
+                return check_array_file(loaded.resolve_path(ref)).get(None)
+            except (ArrayFileError, OSError):
+                return None
+        return dtypes.get(ref)
+
+    x = split.x if split.x is not None else "x"
+    if isinstance(x, dict):
+        return {name: one(ref) for name, ref in x.items()}
+    return one(x)
