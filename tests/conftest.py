@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,37 @@ def assert_clean_error(result: subprocess.CompletedProcess, *needles: str, code:
     assert "error:" in result.stderr, out
     for needle in needles:
         assert needle in out, f"{needle!r} not in:\n{out}"
+
+
+# The fast set (`-m "not slow"`) has a budget: under a minute on the 2-core CI
+# machine, and no TensorFlow import in the test process (TensorFlow's import
+# alone takes seconds). Tests that train or import TensorFlow are marked slow.
+FAST_BUDGET_S = 60.0
+
+
+def _fast_set(config: pytest.Config) -> bool:
+    return config.getoption("markexpr", "").replace(" ", "") == "notslow"
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    session.config._trainrun_started = time.monotonic()  # type: ignore[attr-defined]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _fast_set(session.config) and "tensorflow" in sys.modules and exitstatus == 0:
+        culprits = sorted(m for m in sys.modules if m.startswith("trainrun.engine"))
+        print(
+            "\nerror: the fast set imported TensorFlow in the test process "
+            f"(trainrun modules loaded: {', '.join(culprits) or 'none'}); mark that test slow"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if not _fast_set(config):
+        return
+    took = time.monotonic() - config._trainrun_started  # type: ignore[attr-defined]
+    verdict = "within" if took <= FAST_BUDGET_S else "OVER"
+    terminalreporter.write_line(
+        f"fast set: {took:.1f} s, {verdict} its budget of {FAST_BUDGET_S:.0f} s"
+    )
