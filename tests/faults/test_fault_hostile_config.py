@@ -1,12 +1,15 @@
 """Hostile config files: each gets one clean `error:` line (exit 2), quickly, in bounded memory.
 
-Every case runs `trainrun validate` in a subprocess with a memory cap and a
-timeout, so that a regression fails the test instead of hanging the suite or
-eating the machine's memory. None of these reach TensorFlow.
+Every case is loaded in a subprocess with a memory cap and a timeout, so that a
+regression fails the test instead of hanging the suite or eating the machine's
+memory: all cases in one process (`answers`, one start-up for all), and a few
+through `trainrun` itself for the exit code and the one-line message. None of
+these reach TensorFlow.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import subprocess
@@ -16,6 +19,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, assert_clean_error
+
+from trainrun.config import load_config
+from trainrun.errors import ConfigError
 
 OK = """\
 name: t
@@ -63,88 +69,126 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
     return "\n".join(lines) + "\n" + OK
 
 
-def test_alias_bomb(tmp_path):
-    (tmp_path / "bomb.yaml").write_text(alias_bomb())
-    result = trainrun("validate", "bomb.yaml", cwd=tmp_path)
-    assert_clean_error(result, "bomb.yaml line ", "alias")
-
-
-def test_alias_bomb_in_a_set_value(tmp_path):
-    (tmp_path / "ok.yaml").write_text(OK)
+def _flow_bomb() -> str:
     levels = ["&a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
     levels += [f"&a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
-    value = "[" + ", ".join(levels) + "]"
-    result = trainrun("validate", "ok.yaml", "--set", f"compile.loss={value}", cwd=tmp_path)
-    assert_clean_error(result, "--set compile.loss=", "alias")
+    return "[" + ", ".join(levels) + "]"
 
 
-def test_alias_to_itself(tmp_path):
-    (tmp_path / "loop.yaml").write_text(OK + "fit: &f {epochs: *f}\n")
-    result = trainrun("validate", "loop.yaml", cwd=tmp_path)
-    assert_clean_error(result, "loop.yaml line 8", "*f")
+def _huge(path: Path) -> None:
+    # Valid YAML all the way (comments), so only its size can stop it quickly.
+    line = "# " + "x" * 1021 + "\n"
+    with path.open("w") as f:
+        f.write(OK)
+        f.writelines([line] * 40 * 1024)  # 40 MiB
 
 
-@pytest.mark.parametrize(
-    "nested",
-    [
-        "[" * 900 + "]" * 900,
-        "{a: " * 900 + "1" + "}" * 900,
-        "\n" + "".join(f"{'  ' * i}k{i}:\n" for i in range(900)) + "  " * 900 + "x: 1",
-    ],
-    ids=["sequences", "flow-mappings", "block-mappings"],
-)
-def test_deep_nesting(tmp_path, nested):
-    (tmp_path / "deep.yaml").write_text(OK + f"extra: {nested}\n")
-    result = trainrun("validate", "deep.yaml", cwd=tmp_path)
-    assert_clean_error(result, "deep.yaml line ", "nested")
+def _sparse(path: Path) -> None:
+    with path.open("w") as f:
+        f.write(OK)
+        f.truncate(8 * 1024**3)  # 8 GiB of holes: reading it whole would not fit the cap
 
 
-def test_deep_nesting_in_a_set_value(tmp_path):
-    (tmp_path / "ok.yaml").write_text(OK)
-    result = trainrun("validate", "ok.yaml", "--set", "fit.epochs=" + "[" * 900, cwd=tmp_path)
-    assert_clean_error(result, "--set fit.epochs=", "nested")
+def _symlink_loop(path: Path) -> None:
+    path.symlink_to(path.parent / "loop-b.yaml")
+    (path.parent / "loop-b.yaml").symlink_to(path)
 
 
-def test_dev_zero(tmp_path):
-    result = trainrun("validate", "/dev/zero", cwd=tmp_path)
-    assert_clean_error(result, "/dev/zero", "not a regular file")
+DEEP = {
+    "sequences": "[" * 900 + "]" * 900,
+    "flow-mappings": "{a: " * 900 + "1" + "}" * 900,
+    "block-mappings": "\n"
+    + "".join(f"{'  ' * i}k{i}:\n" for i in range(900))
+    + "  " * 900
+    + "x: 1",
+}
+
+# case -> (how to make the file, --set values, needles the error must hold)
+CASES = {
+    "alias-bomb": (alias_bomb(), [], ["alias-bomb.yaml line 6", "alias *a4", "alias bomb"]),
+    "alias-bomb-in-set": (OK, [f"compile.loss={_flow_bomb()}"], ["--set compile.loss=", "alias"]),
+    "alias-to-itself": (OK + "fit: &f {epochs: *f}\n", [], ["line 8", "*f", "itself"]),
+    **{
+        f"deep-{kind}": (OK + f"extra: {nested}\n", [], [f"deep-{kind}.yaml line ", "nested"])
+        for kind, nested in DEEP.items()
+    },
+    "deep-in-set": (OK, ["fit.epochs=" + "[" * 900], ["--set fit.epochs=", "nested more"]),
+    "dev-zero": ("/dev/zero", [], ["/dev/zero", "not a regular file (a character device)"]),
+    "fifo": (os.mkfifo, [], ["fifo.yaml", "not a regular file (a named pipe)"]),
+    "symlink-loop": (_symlink_loop, [], ["symlink-loop.yaml", "symbolic links"]),
+    "directory": (Path.mkdir, [], ["directory.yaml is a directory"]),
+    "huge": (_huge, [], ["huge.yaml is 40.0 MiB", "at most 1 MiB"]),
+    "sparse": (_sparse, [], ["sparse.yaml is 8192.0 MiB"]),
+}
+
+_LOAD_EACH = """
+import json, signal, sys
+from trainrun.config import load_config
+from trainrun.errors import ConfigError
+
+def alarm(*_):
+    raise TimeoutError("still loading after 10 s")
+
+signal.signal(signal.SIGALRM, alarm)
+answers = {}
+for case, file, sets in json.loads(sys.argv[1]):
+    signal.alarm(10)
+    try:
+        load_config(file, sets)
+        answers[case] = "loaded without an error"
+    except ConfigError as exc:
+        answers[case] = str(exc)
+    except BaseException as exc:
+        answers[case] = f"not a ConfigError: {type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        signal.alarm(0)
+print(json.dumps(answers))
+"""
 
 
-def test_fifo(tmp_path):
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory) -> dict[str, str]:
+    """Each case's error message, all loaded by one capped process."""
+    here = tmp_path_factory.mktemp("hostile")
+    todo = []
+    for case, (make, sets, _) in CASES.items():
+        if isinstance(make, str) and make.startswith("/"):
+            file = make
+        else:
+            path = here / f"{case}.yaml"
+            make(path) if callable(make) else path.write_text(make)
+            file = str(path)
+        todo.append((case, file, sets))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", _LOAD_EACH, json.dumps(todo)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT * 2,
+            preexec_fn=_cap_memory,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading the hostile configs hung")
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_hostile_config_is_refused(answers, case):
+    message = answers[case]
+    for needle in CASES[case][2]:
+        assert needle in message, f"{case}: {needle!r} not in: {message}"
+
+
+# Through the CLI: the exit code and one `error:` line, for one case of each kind.
+
+
+def test_fifo_cli(tmp_path):
     os.mkfifo(tmp_path / "pipe.yaml")
     result = trainrun("validate", "pipe.yaml", cwd=tmp_path)
     assert_clean_error(result, "pipe.yaml", "not a regular file")
-
-
-def test_symlink_loop(tmp_path):
-    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
-    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
-    result = trainrun("validate", "a.yaml", cwd=tmp_path)
-    assert_clean_error(result, "a.yaml", "symbolic links")
-
-
-def test_directory(tmp_path):
-    (tmp_path / "dir.yaml").mkdir()
-    result = trainrun("validate", "dir.yaml", cwd=tmp_path)
-    assert_clean_error(result, "dir.yaml is a directory")
-
-
-def test_huge_file(tmp_path):
-    # Valid YAML all the way (comments), so only its size can stop it quickly.
-    line = "# " + "x" * 1021 + "\n"
-    with (tmp_path / "huge.yaml").open("w") as f:
-        f.write(OK)
-        f.writelines([line] * 40 * 1024)  # 40 MiB
-    result = trainrun("validate", "huge.yaml", cwd=tmp_path)
-    assert_clean_error(result, "huge.yaml", "MiB")
-
-
-def test_huge_sparse_file(tmp_path):
-    with (tmp_path / "sparse.yaml").open("w") as f:
-        f.write(OK)
-        f.truncate(8 * 1024**3)  # 8 GiB of holes: reading it whole would not fit the cap
-    result = trainrun("validate", "sparse.yaml", cwd=tmp_path)
-    assert_clean_error(result, "sparse.yaml", "MiB")
 
 
 def test_name_option_is_named_as_the_source(tmp_path):
@@ -157,6 +201,6 @@ def test_name_option_is_named_as_the_source(tmp_path):
 
 def test_set_option_is_named_as_the_source(tmp_path):
     (tmp_path / "ok.yaml").write_text(OK)
-    result = trainrun("validate", "ok.yaml", "--set", "name=../../x", cwd=tmp_path)
-    assert_clean_error(result, "(from --set name=../../x)")
-    assert " line " not in result.stderr, result.stderr
+    with pytest.raises(ConfigError) as e:
+        load_config(tmp_path / "ok.yaml", ["name=../../x"])
+    assert "(from --set name=../../x)" in str(e.value) and " line " not in str(e.value)
