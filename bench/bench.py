@@ -7,7 +7,7 @@ final validation accuracy, with the ratio trainrun / Keras. Repeat i runs both
 sides with seed i, so the accuracies compared are means over as many seeds:
 one seed's result moves by a few tenths of a point with the shuffle order alone.
 
-    TRAINRUN_DATA_DIR=../shared/data python bench/bench.py [--repeats 5] [--workloads mlp,cnn]
+    TRAINRUN_DATA_DIR=DIR python bench/bench.py [--repeats 5] [--workloads mlp,cnn]
         [--long-epochs 300]
 """
 
@@ -180,8 +180,13 @@ def main() -> None:
     )
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    if not env.get("TRAINRUN_DATA_DIR"):
-        env["TRAINRUN_DATA_DIR"] = str(ROOT.parent / "shared" / "data")
+    # Both sides read the full MNIST: $TRAINRUN_DATA_DIR/mnist.npz, else Keras' cache.
+    cached = Path.home() / ".keras" / "datasets"
+    if not env.get("TRAINRUN_DATA_DIR") and (cached / "mnist.npz").is_file():
+        env["TRAINRUN_DATA_DIR"] = str(cached)
+    if not (Path(env.get("TRAINRUN_DATA_DIR", "")) / "mnist.npz").is_file():
+        sys.exit("bench: set TRAINRUN_DATA_DIR to a folder with the full mnist.npz")
+    env["TRAINRUN_DATA_DIR"] = str(Path(env["TRAINRUN_DATA_DIR"]).resolve())
     print(
         f"{os.cpu_count()} CPUs, {args.repeats} alternating repeats (seeds 1-{args.repeats}), "
         "medians; accuracy: mean over the seeds\n"
