@@ -2,13 +2,18 @@
 
 Inputs get the run's own preprocessing (data.flatten / reshape / scale, as
 training applied it) unless `preprocess=False`, and are checked against the
-model's input shapes before predicting. A single-output model writes one .npy
-file; a multi-output model writes one file per output, named after it.
+model's input shapes before predicting. Input that looks scaled already
+(floats in [0, 1] where training divided raw integers by `data.scale`) is
+refused: dividing it again gives confident nonsense. A single-output model
+writes one .npy file; a multi-output model writes one file per output, named
+after it; where they go is checked before the model runs.
 """
 
 from __future__ import annotations
 
 import io
+import os
+import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from trainrun.config import LoadedConfig, load_config
+from trainrun.data.arrays import NUMERIC_KINDS, ArrayFileError, check_array_file
 from trainrun.engine.saved import (
     Checkpoint,
     choose_checkpoint,
@@ -24,7 +30,7 @@ from trainrun.engine.saved import (
     model_inputs,
     output_names,
 )
-from trainrun.errors import DataError
+from trainrun.errors import DataError, RunError
 from trainrun.runs.files import write_atomic
 from trainrun.runs.rundir import RunDir
 
@@ -50,13 +56,45 @@ def read_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
     if path.suffix not in (".npy", ".npz"):
         raise DataError(f"{path.name}: expected an .npy array or an .npz file of named arrays")
     try:
+        check_array_file(path)  # before any data is read: a header may claim terabytes
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):
-            return loaded
-        with loaded:
-            return {k: loaded[k] for k in loaded.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+            arrays: np.ndarray | dict[str, np.ndarray] = loaded
+        else:
+            with loaded:
+                arrays = {k: loaded[k] for k in loaded.files}
+    except ArrayFileError as exc:
+        raise DataError(f"{path}: {exc}") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot read {path} as {path.suffix}: {exc}") from None
+    except MemoryError:
+        raise DataError(
+            f"{path} is too large to load into memory; predict on parts of it"
+        ) from None
+    for key, a in arrays.items() if isinstance(arrays, dict) else [(None, arrays)]:
+        what = f"array '{key}' of {path.name}" if key is not None else path.name
+        if a.dtype.kind not in NUMERIC_KINDS:
+            raise DataError(
+                f"{what} holds {a.dtype} values ({_kind(a.dtype)}); predict needs numbers "
+                "(integers or floats), as the model was trained on"
+            )
+        if a.ndim == 0:
+            raise DataError(
+                f"{what} is a 0-d array (one value); give an array of samples, shape (N, ...)"
+            )
+        if len(a) == 0:
+            raise DataError(f"{what} holds no samples: its shape is {_fmt_shape(a.shape)}")
+    return arrays
+
+
+def _kind(dtype: np.dtype) -> str:
+    return {
+        "U": "strings",
+        "S": "bytes",
+        "c": "complex numbers",
+        "M": "dates",
+        "m": "durations",
+    }.get(dtype.kind, "not numbers")
 
 
 def match_inputs(
@@ -121,6 +159,105 @@ def preprocess(
     return out, ", ".join(steps)
 
 
+def _describe(dtype: Any) -> str:
+    if dtype is None:
+        return ""
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return f"{dtype} values ({info.min}-{info.max})"
+    return f"{dtype} values"
+
+
+def training_dtypes(loaded: LoadedConfig) -> Any:
+    """The dtype of x as training read it, before scaling: a dict for several
+    inputs, None where it cannot be told without running a tfdata factory."""
+    source = loaded.config.data.source
+    if source == "mnist":
+        return np.dtype(np.uint8)
+    if source == "numpy":
+        from trainrun.data.numpy import raw_x_dtypes
+
+        return raw_x_dtypes(loaded)
+    return None
+
+
+def check_not_scaled(
+    arrays: dict[str, np.ndarray], loaded: LoadedConfig, source: Path, trained: Any
+) -> None:
+    """Refuse input that the run's data.scale would divide a second time.
+
+    Training divided raw values by `scale`; floats that all lie in [0, 1] (not
+    all zero) where scale > 1 and training read integers (or data of unknown
+    type) were divided already.
+    """
+    scale = loaded.config.data.scale
+    if scale is None or scale <= 1:
+        return
+    for name, a in arrays.items():
+        want = trained.get(name) if isinstance(trained, dict) else trained
+        if a.dtype.kind != "f" or (want is not None and np.dtype(want).kind == "f"):
+            continue
+        finite = a[np.isfinite(a)]
+        if not finite.size or finite.min() < 0 or not 0 < finite.max() <= 1:
+            continue
+        what = f"input '{name}' in {source.name}" if len(arrays) > 1 else source.name
+        read = (
+            f"training read {_describe(want)} and divided them by data.scale {scale:g}"
+            if want is not None
+            else f"training divided its raw values by data.scale {scale:g}"
+        )
+        raise DataError(
+            f"{what} is {a.dtype} with values in [0, 1]: it looks scaled already, but {read}, "
+            f"and predict does the same, so it would be divided twice; give the raw values "
+            f"(x * {scale:g}), or pass --no-preprocess to feed it as it is (then each sample "
+            "must already have the model's input shape: no flatten/reshape either)"
+        )
+
+
+def _flag(given: Path | None) -> str:
+    return f"--out {given}" if given is not None else "predictions"
+
+
+def check_writable(folder: Path, given: Path | None) -> None:
+    """Files can be created in `folder` (or in the folders it would be made in);
+    nothing is created here."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    problem = ""
+    if not existing.is_dir():
+        problem = f"{existing} is not a directory"
+    else:
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".trainrun-probe.", dir=existing)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            problem = f"cannot create a file there: {exc.strerror or exc}"
+    if problem:
+        raise DataError(
+            f"{_flag(given)}: cannot write into {folder} ({problem}); choose a writable place"
+        )
+
+
+def check_targets(files: dict[str, Path], source: Path, given: Path | None) -> None:
+    """Before predicting: every output file can be written, and none is a directory
+    or the input itself (which the predictions would replace)."""
+    for path in files.values():
+        if path.is_dir():
+            raise DataError(
+                f"{_flag(given)}: {path} is an existing directory; give a file name, "
+                f"e.g. --out {path / 'predictions.npy'}"
+            )
+        if path.exists() and source.exists() and os.path.samefile(path, source):
+            raise DataError(
+                f"{_flag(given)}: {path} is the INPUT file itself, which the predictions would "
+                "replace; give another file"
+            )
+    for folder in dict.fromkeys(p.parent for p in files.values()):
+        check_writable(folder, given)
+
+
 def check_shapes(
     arrays: dict[str, np.ndarray],
     inputs: list[tuple[str, tuple]],
@@ -180,8 +317,11 @@ def _as_outputs(preds: Any, names: list[str]) -> dict[str, np.ndarray]:
 def _save_npy(path: Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, buf.getvalue())
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, buf.getvalue())
+    except OSError as exc:  # checked writable a moment ago: a full disk, say
+        raise RunError(f"cannot write predictions to {path}: {exc.strerror or exc}") from None
 
 
 def predict(
@@ -196,19 +336,24 @@ def predict(
     loaded = load_config(run.config_file)
     chosen = choose_checkpoint(run, loaded, checkpoint)
     raw = read_inputs(source)
+    target = out if out is not None else run.path / "predictions" / f"{source.stem}.npy"
+    check_writable(target.parent, out)  # before the model loads
     model = load_model(run, loaded, chosen)
     inputs = model_inputs(model)
     arrays = match_inputs(raw, inputs, source)
     given = {n: tuple(a.shape) for n, a in arrays.items()}
     note = ""
     if use_preprocessing:
+        check_not_scaled(arrays, loaded, source, training_dtypes(loaded))
         arrays, note = preprocess(arrays, loaded)
     samples = check_shapes(arrays, inputs, note, given)
+    names = output_names(model)
+    check_targets(output_files(target, names or ["output"]), source, out)
     feed: Any = arrays if len(arrays) > 1 else next(iter(arrays.values()))
     preds = model.predict(feed, batch_size=loaded.config.fit.batch_size, verbose=0)
-    outputs = _as_outputs(preds, output_names(model))
-    target = out if out is not None else run.path / "predictions" / f"{source.stem}.npy"
+    outputs = _as_outputs(preds, names)
     files = output_files(target, list(outputs))
+    check_targets(files, source, out)  # the same files, unless the model named its outputs anew
     for name, array in outputs.items():
         _save_npy(files[name], array)
     return Prediction(
