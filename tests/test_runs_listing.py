@@ -269,3 +269,58 @@ def test_runs_piped_has_whole_lines(wide_runs):
     assert len(rows) == 6  # one line a run: nothing wrapped
     killed = next(line for line in r.stdout.splitlines() if line.startswith("* killed-run"))
     assert "trainrun resume killed-run" in killed
+
+
+METRICS = ["loss", "sparse_categorical_accuracy", "top_k_categorical_accuracy", "precision"]
+
+
+def _many_metrics_run(runs):
+    run = runs / "new-run"
+    names = [*METRICS, *(f"val_{m}" for m in METRICS)]
+    lines = ["epoch," + ",".join(names) + ",learning_rate"]
+    for e in range(3):
+        values = [f"{0.5 / (e + 1) + i / 100:.6f}" for i in range(len(names))]
+        lines.append(f"{e}," + ",".join(values) + f",{0.01 / (e + 1)}")
+    (run / "history.csv").write_text("\n".join(lines) + "\n")
+    config = (
+        (run / "config.yaml")
+        .read_text()
+        .replace(
+            "  - Dense: {units: 1}\n",
+            "  - Dense: {units: 64, activation: relu}\n" * 4 + "  - Dense: {units: 1}\n",
+        )
+    )
+    (run / "config.yaml").write_text(config)
+    return run, names
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_show_on_a_terminal_keeps_names_and_numbers_whole(runs, columns):
+    run, names = _many_metrics_run(runs)
+    env = {"TTY_COMPATIBLE": "1", "COLUMNS": str(columns)}
+    r = cli("show", run, env=env)
+    assert r.returncode == 0, r.stderr
+    text = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout)
+    tables = [line for line in text.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= columns for line in tables), text
+    assert "…" not in text
+    cells = {cell.strip() for line in tables if line.startswith("│") for cell in line.split("│")}
+    assert {"0.5000", "0.5700", "0.1667", "2 *"} <= cells, cells  # numbers whole, in cells
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() == "curves")
+    series = {line.split()[0] for line in lines[start + 2 :] if line.startswith("  ")}
+    assert set(names) <= series, series  # curve names whole
+
+
+def test_show_piped_keeps_every_line_whole(runs):
+    run, names = _many_metrics_run(runs)
+    r = cli("show", run, env={"COLUMNS": ""})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    model = next(line for line in lines if line.strip().startswith("model"))
+    assert model.rstrip().endswith("Dense(units=1)"), model  # the whole model on one line
+    header = next(line for line in lines if line.startswith("┃"))
+    assert all(name.replace("_", " ") in header for name in names), header  # one table
+    assert any(line.startswith("history (* best epoch") for line in lines)
+    for name in names:
+        assert any(line.split()[:1] == [name] for line in lines), name

@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,7 @@ from trainrun.runs.listing import (
 from trainrun.runs.rundir import RunDir
 
 SPARKS = "▁▂▃▄▅▆▇█"
+NUMBER_COLUMNS = ("first", "last", "min", "max")
 MAX_ROWS = 40  # longer histories show their first and last epochs and the best one
 
 
@@ -181,17 +183,20 @@ def _component(item: Any) -> str:
     return f"{name}(" + ", ".join(f"{k}={v}" for k, v in args.items()) + ")"
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    """A config section as a dict; an odd one (hand-edited) shows as empty, not a crash."""
+    return value if isinstance(value, dict) else {}
+
+
 def _config_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
-    data = config.get("data") or {}
-    model = config.get("model") or {}
-    comp = config.get("compile") or {}
-    fit = config.get("fit") or {}
+    data, model = _mapping(config.get("data")), _mapping(config.get("model"))
+    comp, fit = _mapping(config.get("compile")), _mapping(config.get("fit"))
     rows = [("name", str(config.get("name", "-"))), ("seed", str(config.get("seed", "-")))]
     source = str(data.get("source", "-"))
     extra = [
         f"{k}={data[k]}" for k in ("flatten", "reshape", "scale", "validation_split") if data.get(k)
     ]
-    limit = {k: v for k, v in (data.get("limit") or {}).items() if v is not None}
+    limit = {k: v for k, v in _mapping(data.get("limit")).items() if v is not None}
     if limit:
         extra.append("limit " + ", ".join(f"{k}={v}" for k, v in limit.items()))
     rows.append(("data", " ".join([source, *extra])))
@@ -289,10 +294,10 @@ def show_run(run: RunDir, out: Console) -> None:
     if not rows:
         out.print("no epochs recorded yet (history.csv is missing or empty)")
         return
-    out.print(_history_table(columns, rows, best_epoch))
-    out.print(_curves_table(columns, rows))
+    _print_history(out, columns, rows, best_epoch)
+    out.print(_curves_table(columns, rows, out.width))
     png = write_curves_png(run, columns, rows)
-    out.print(f"curves written to {png}", markup=False)
+    out.print(f"curves written to {png}", markup=False, soft_wrap=True)
 
 
 def _last_evaluation(run: RunDir) -> tuple[str, list[tuple[str, str]]] | None:
@@ -312,50 +317,118 @@ def _last_evaluation(run: RunDir) -> tuple[str, list[tuple[str, str]]] | None:
     return title, [(k, fmt_value(v)) for k, v in metrics.items()]
 
 
-def _history_table(
-    columns: list[str], rows: list[dict[str, float]], best_epoch: int | None
-) -> Table:
+def _print_history(
+    out: Console, columns: list[str], rows: list[dict[str, float]], best_epoch: int | None
+) -> None:
+    """The per-epoch table, split into several (each with the epoch) if it is too wide.
+
+    Numbers are never wrapped: a terminal too narrow for all the metrics gets
+    them in groups. Piped, the console has no width limit and one table holds all.
+    """
     shown = [c for c in columns if c != "epoch" and (c != "learning_rate" or lr_changed(rows))]
+    shown = [c for c in shown if _values(rows, c)]
     rates = _values(rows, "learning_rate")
-    if rates and not lr_changed(rows):
-        title_lr = f"; learning_rate {fmt_value(rates[0])} throughout"
-    else:
-        title_lr = ""
-    table = Table(
-        title=f"history (* best epoch{title_lr})", title_justify="left", header_style="bold"
+    title_lr = (
+        f"; learning_rate {fmt_value(rates[0])} throughout"
+        if rates and not lr_changed(rows)
+        else ""
     )
-    table.add_column("epoch", justify="right", no_wrap=True)
-    for col in shown:
-        table.add_column(col.replace("_", " "), justify="right")
+    out.print(Text(f"history (* best epoch{title_lr})", style="italic"), soft_wrap=True)
+    headers = ["epoch", *(c.replace("_", " ") for c in shown)]
+    table_rows = _history_cells(shown, rows, best_epoch)
+    needs = _column_needs(headers, table_rows)
+    for group in _column_groups(needs, out.width):
+        natural = 1 + sum(max(len(headers[i]), needs[i]) + 3 for i in group)
+        table = Table(header_style="bold")
+        for i in group:
+            # Too wide as is: fix each column at its need, so Rich wraps headers
+            # between words instead of squeezing the numbers.
+            fixed = needs[i] if natural > out.width else None
+            table.add_column(headers[i], justify="right", no_wrap=i == 0, width=fixed)
+        for cells, style in table_rows:
+            table.add_row(*(cells[i] for i in group), style=style)
+        out.print(table)
+
+
+def _history_cells(
+    shown: list[str], rows: list[dict[str, float]], best_epoch: int | None
+) -> list[tuple[list[str], str | None]]:
+    out: list[tuple[list[str], str | None]] = []
     for row in _shown_rows(rows, best_epoch):
         if row is None:
-            table.add_row("…", *["…" for _ in shown])
+            out.append((["…" for _ in range(len(shown) + 1)], None))  # a gap
             continue
         epoch = int(row["epoch"]) + 1
         mark = " *" if epoch == best_epoch else ""
-        cells = [fmt_value(row[c]) if c in row else "-" for c in shown]
-        table.add_row(f"{epoch}{mark}", *cells, style="bold" if mark else None)
-    return table
+        cells = [f"{epoch}{mark}", *(fmt_value(row[c]) if c in row else "-" for c in shown)]
+        out.append((cells, "bold" if mark else None))
+    return out
 
 
-def _curves_table(columns: list[str], rows: list[dict[str, float]]) -> Table:
-    table = Table(title="curves", title_justify="left", box=None, padding=(0, 2))
-    table.add_column("series", overflow="fold")
-    table.add_column("curve", no_wrap=True, min_width=min(40, len(rows)))
-    for name in ("first", "last", "min", "max"):
-        table.add_column(name, no_wrap=True, justify="right")
+def _column_needs(headers: list[str], rows: list[tuple[list[str], str | None]]) -> list[int]:
+    """Each column's narrowest width: its widest value or the longest word of its header."""
+    return [
+        max([len(word) for word in header.split()] + [len(cells[i]) for cells, _ in rows])
+        for i, header in enumerate(headers)
+    ]
+
+
+def _column_groups(needs: list[int], width: int) -> list[list[int]]:
+    """Column indexes for each table: the epoch (0) first in each, then as many metrics
+    as fit the width (a boxed table adds 3 a column and 1)."""
+    groups: list[list[int]] = []
+    for i in range(1, len(needs)):
+        if groups and 1 + sum(needs[j] + 3 for j in [*groups[-1], i]) <= width:
+            groups[-1].append(i)
+        else:
+            groups.append([0, i])
+    return groups or [[0]]
+
+
+def _curves_layout(
+    need: Callable[[str], int], full: int, width: int
+) -> tuple[tuple[str, ...], int]:
+    """(number columns, sparkline width) that fit: a sparkline at least 10 wide (or
+    one point an epoch) with as many numbers as fit, else the numbers alone."""
+    choices = [NUMBER_COLUMNS, ("last", "min", "max"), ("last", "min"), ("last",), ()]
+    for with_curve in (True, False):
+        for kept in choices:
+            used = need("series") + sum(need(name) for name in kept)
+            room = width - used - 4
+            if used <= width and (not with_curve or room >= min(full, 10)):
+                return kept, min(full, room) if with_curve else 0
+    return (), 0
+
+
+def _curves_table(columns: list[str], rows: list[dict[str, float]], width: int) -> Table:
     keys = [k for pair in series_of(columns, rows) for k in pair if k]
     if lr_changed(rows):
         keys.append("learning_rate")
+    lines = []
     for key in keys:
         values = _values(rows, key)
+        if not values:
+            continue  # a column with no number in it
         finite = [v for v in values if math.isfinite(v)] or [math.nan]
-        table.add_row(
-            key,
-            sparkline(values),
-            fmt_value(values[0]),
-            fmt_value(values[-1]),
-            fmt_value(min(finite)),
-            fmt_value(max(finite)),
-        )
+        numbers = [fmt_value(x) for x in (values[0], values[-1], min(finite), max(finite))]
+        lines.append((key, values, numbers))
+
+    # Series names and numbers stay whole: on a narrow terminal the number
+    # columns go (first, then max, then min), and the sparkline takes the width
+    # left (box-less columns are padded by 2 on each side), or goes if none is.
+    def need(name: str) -> int:
+        i = NUMBER_COLUMNS.index(name) if name in NUMBER_COLUMNS else -1
+        cells = [line[0] if i < 0 else line[2][i] for line in lines]
+        return max([len(name), *map(len, cells)]) + 4
+
+    kept, curve = _curves_layout(need, min(40, len(rows)), width)
+    table = Table(title="curves", title_justify="left", box=None, padding=(0, 2))
+    table.add_column("series", no_wrap=True)
+    if curve:
+        table.add_column("curve", no_wrap=True, min_width=curve)
+    for name in kept:
+        table.add_column(name, no_wrap=True, justify="right")
+    for key, values, numbers in lines:
+        spark = [sparkline(values, curve)] if curve else []
+        table.add_row(key, *spark, *(numbers[NUMBER_COLUMNS.index(n)] for n in kept))
     return table
