@@ -224,15 +224,24 @@ def test_tensorboard_and_logs_continue(workdir):
 
 
 def test_running_run_is_refused(workdir, baseline):
-    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    hold = (
+        "import sys, time; from pathlib import Path; from trainrun.runs.rundir import RunDir; "
+        "RunDir(Path(sys.argv[1])).acquire(); print('held', flush=True); time.sleep(60)"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold, str(baseline)],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        (baseline / ".lock").write_text(str(sleeper.pid))
+        assert holder.stdout.readline().strip() == "held"
         assert_clean_error(
-            cli("resume", baseline, "--epochs", "5"), "in use by process", str(sleeper.pid)
+            cli("resume", baseline, "--epochs", "5"), "in use by process", str(holder.pid)
         )
     finally:
-        sleeper.kill()
-        (baseline / ".lock").unlink()
+        holder.kill()
+        holder.wait()
 
 
 def test_not_a_run_directory(tmp_path):
