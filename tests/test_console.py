@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -210,3 +211,22 @@ def test_piped_output_has_no_width_limit():
 
 def test_a_terminal_keeps_its_width():
     assert _console_width({"TTY_COMPATIBLE": "1", "COLUMNS": "80"}) == ["80", "80"]
+
+
+@pytest.mark.slow
+def test_fit_piped_prints_whole_lines(tmp_path):
+    from conftest import CONFIGS, SMALL, cli, only_run
+
+    r = cli("fit", CONFIGS / "mnist_mlp.yaml", *SMALL, "--runs-dir", tmp_path, env={"COLUMNS": ""})
+    assert r.returncode == 0, r.stdout + r.stderr
+    log = (only_run(tmp_path) / "train.log").read_text()
+    names = ["loss", "sparse_categorical_accuracy", "val_loss", "val_sparse_categorical_accuracy"]
+    for text in (r.stdout, log):
+        epochs = [line for line in text.splitlines() if "epoch 1/2" in line or "epoch 2/2" in line]
+        assert len(epochs) == 2, text
+        for line in epochs:
+            assert all(re.search(rf"\b{n} \d", line) for n in names), line  # value beside name
+        last = next(line for line in text.splitlines() if "last epoch" in line)
+        assert all(re.search(rf"\b{n} \d", last) for n in names), last
+        train_on = next(line for line in text.splitlines() if "train on" in line)
+        assert train_on.rstrip().endswith("--epochs 12"), train_on
