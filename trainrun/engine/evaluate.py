@@ -19,7 +19,7 @@ from trainrun.data import Data, build_data
 from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
 from trainrun.engine.saved import Checkpoint, choose_checkpoint, load_model
-from trainrun.errors import DataError, TrainrunError
+from trainrun.errors import ConfigError, DataError, TrainrunError
 from trainrun.runs.files import write_json
 from trainrun.runs.rundir import RunDir, now
 
@@ -104,7 +104,10 @@ def evaluate(run: RunDir, *, checkpoint: str = "last", split: str | None = None)
     """Evaluate the run's model on `split`; write eval.json (earlier results kept in it)."""
     loaded = load_config(run.config_file)
     chosen: Checkpoint = choose_checkpoint(run, loaded, checkpoint)
-    data = build_data(loaded)
+    try:
+        data = build_data(loaded)
+    except ConfigError as exc:  # the data changed since training, say: point into config.yaml
+        raise loaded.locate(exc) from None
     split, value = pick_split(loaded, data, split)
     ds, steps, samples = feed(loaded, data, split, value)
     model = load_model(run, loaded, chosen)

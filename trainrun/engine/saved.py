@@ -26,13 +26,14 @@ import importlib
 import math
 import re
 import string
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainrun.config import LoadedConfig
 from trainrun.engine.session import monitor_mode
-from trainrun.errors import RunDirError
+from trainrun.errors import RunDirError, TrainrunError
 from trainrun.registry import config_dir_on_path, split_component
 from trainrun.runs.rundir import RunDir
 
@@ -154,7 +155,7 @@ def best_checkpoint(run: RunDir, loaded: LoadedConfig) -> Checkpoint:
     if not run.model_file.is_file():
         raise RunDirError(
             f"run {run.id} has no checkpoint ({reason}) and no model.keras "
-            f"(status {_status(run)}); `trainrun resume {run.id}` finishes it"
+            f"(status {_status(run)}){_without_model(run)}"
         )
     return Checkpoint(run.model_file, "best", f"no best checkpoint ({reason}); using model.keras")
 
@@ -164,6 +165,20 @@ def _status(run: RunDir) -> str:
         return str(run.read_info().get("status", "unknown"))
     except RunDirError:
         return "unknown"
+
+
+def _without_model(run: RunDir) -> str:
+    """What gives a run without model.keras something to evaluate: `resume` where
+    it would be accepted (an unfinished run), else a file or a new run."""
+    try:
+        run.check_resumable(run.read_info(), None)
+    except TrainrunError:
+        return (
+            "; it cannot be resumed to write one, so give a model file: --checkpoint PATH "
+            "(a .keras file of this model), or train "
+            f"it again: trainrun fit {run.config_file}"
+        )
+    return f"; `trainrun resume {run.path}` finishes it and writes model.keras"
 
 
 def choose_checkpoint(run: RunDir, loaded: LoadedConfig, which: str) -> Checkpoint:
@@ -176,7 +191,7 @@ def choose_checkpoint(run: RunDir, loaded: LoadedConfig, which: str) -> Checkpoi
             hint = (
                 f"; its checkpoints: {', '.join(others[:5])} (--checkpoint best)"
                 if others
-                else f"; `trainrun resume {run.id}` finishes it"
+                else _without_model(run)
             )
             raise RunDirError(
                 f"run {run.id} has no model.keras (status {_status(run)}, or outputs.final_model "
@@ -251,6 +266,11 @@ def load_model(run: RunDir, loaded: LoadedConfig, checkpoint: Checkpoint) -> Any
         except RunDirError:
             raise
         except Exception as exc:  # a damaged file, a custom object that is gone
+            loading = run.model_file if checkpoint.path.name.endswith(".weights.h5") else None
+            path = loading or checkpoint.path
+            damage = _damage(path)
+            if damage:
+                raise RunDirError(f"cannot load {path}: {damage}") from exc
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             extra = f"; these modules of the config failed to import: {', '.join(failed)}"
             raise RunDirError(
@@ -258,6 +278,32 @@ def load_model(run: RunDir, loaded: LoadedConfig, checkpoint: Checkpoint) -> Any
                 + (extra if failed else "")
             ) from exc
     return model
+
+
+def _damage(path: Path) -> str:
+    """Why a .keras file that failed to load is damaged, or '' if it looks whole.
+
+    Keras answers a .keras file that is not a complete zip archive with "File
+    not found", which sends a user looking for a file that is right there.
+    """
+    if not path.name.endswith(".keras") or not path.is_file():
+        return ""
+    size = path.stat().st_size
+    try:
+        with zipfile.ZipFile(path) as z:
+            bad = z.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError):
+        return (
+            f"the file is damaged or truncated ({size:,} bytes, not a complete .keras zip "
+            "archive: a copy or a write that was cut short?); restore it from a backup, or "
+            "use another checkpoint: --checkpoint best|PATH"
+        )
+    if bad is not None:
+        return (
+            f"the file is damaged: its member {bad} fails its checksum; restore it from a "
+            "backup, or use another checkpoint: --checkpoint best|PATH"
+        )
+    return ""
 
 
 def model_inputs(model: Any) -> list[tuple[str, tuple]]:
