@@ -168,3 +168,11 @@ def test_fit_refuses_and_leaves_no_run(tmp_path):
 )
 def test_sound_values_still_pass_the_config_checks(setting):
     precheck(load_config(MLP, [setting]))
+
+
+@pytest.mark.slow  # builds the model: imports TensorFlow
+def test_a_layer_the_estimate_does_not_know_still_gets_a_clean_error():
+    """Layers precheck cannot size are caught when TensorFlow fails to allocate them."""
+    huge = '{EinsumDense: {equation: "ab,bc->ac", output_shape: 100000000000}}'
+    r = validate(f"model.layers.1={huge}")
+    assert_clean_error(r, "model", "does not fit in memory", "784,100000000000")

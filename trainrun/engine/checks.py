@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import re
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -229,3 +232,22 @@ def main_monitor(loaded: LoadedConfig, keys: list[str]) -> str:
         if monitor in keys:
             return monitor
     return "val_loss" if "val_loss" in keys else "loss"
+
+
+@contextlib.contextmanager
+def weights_fit_in_memory(loaded: LoadedConfig) -> Iterator[None]:
+    """Turn TensorFlow's out-of-memory error while building the model into a config error.
+
+    `trainrun.precheck` refuses the common layers that are too big before
+    TensorFlow is imported; this covers the rest (other layers, builders, files).
+    """
+    try:
+        yield
+    except tf.errors.ResourceExhaustedError as exc:
+        found = re.search(r"shape\s*\[([^\]]*)\] and type (\w+)", str(exc))
+        what = f" a {found[2]} tensor of shape [{found[1]}]" if found else ""
+        raise loaded.error(
+            f"the model does not fit in memory: TensorFlow could not allocate{what}; "
+            "make the largest layer smaller (its units, filters or other sizes)",
+            ("model",),
+        ) from None

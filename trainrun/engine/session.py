@@ -144,7 +144,7 @@ class Session:
         else:
             self.steps_per_epoch = cfg.fit.steps_per_epoch or _cardinality(train)
         self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch, self.rt)
-        with self.rt.strategy.scope():
+        with self.rt.strategy.scope(), checks.weights_fit_in_memory(self.loaded):
             self.model = build_model(self.loaded)
             args = compile_args(self.loaded, self.model)
             self.model.compile(
