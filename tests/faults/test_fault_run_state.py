@@ -120,6 +120,7 @@ def test_live_holder_is_named_and_dead_holder_releases(tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
+        holder.stdout.close()
     # kill -9 of the holder: its lock goes with it
     assert RunDir(run).lock_owner() is None
     RunDir(run).acquire()

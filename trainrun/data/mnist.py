@@ -28,7 +28,8 @@ _reader: threading.Thread | None = None
 
 
 def _read(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path) as f:
+    # Opened here: np.load leaks the file it opened when the zip is damaged.
+    with path.open("rb") as fh, np.load(fh) as f:
         return {key: f[key] for key in ("x_train", "y_train", "x_test", "y_test")}
 
 

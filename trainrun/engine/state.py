@@ -165,7 +165,8 @@ def _read(path: Path, max_epoch: int | None) -> tuple[Snapshot | None, str | Non
     if reason is not None:
         return None, f"{META}: {reason}"
     try:
-        with np.load(path / ARRAYS, allow_pickle=False) as f:
+        # Opened here: np.load leaks the file it opened when the zip is bad.
+        with (path / ARRAYS).open("rb") as fh, np.load(fh, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         return None, f"{ARRAYS} is unreadable ({type(exc).__name__}: {exc})"
