@@ -58,6 +58,7 @@ def runs(tmp_path):
         epochs_done=1,
         best=None,
     )
+    (runs / "killed-run" / "state" / "ckpt-000001").mkdir(parents=True)  # its saved state
     broken = runs / "broken-run"
     broken.mkdir()
     (broken / "run.json").write_text("{not json")
@@ -329,3 +330,30 @@ def test_show_piped_keeps_every_line_whole(runs):
     assert any(line.startswith("history (* best epoch") for line in lines)
     for name in names:
         assert any(line.split()[:1] == [name] for line in lines), name
+
+
+def test_a_killed_run_without_state_is_not_offered_a_resume(tmp_path):
+    run = make_run(tmp_path, "nostate", status="running", pid=dead_pid())
+    config = run / "config.yaml"
+    config.write_text(config.read_text() + "outputs: {state: false}\n")
+    (row,) = list_runs(tmp_path)
+    assert row.status == "killed"
+    assert "trainrun resume" not in row.note
+    assert "outputs.state: false" in row.note and "trainrun fit" in row.note
+
+
+def test_a_reused_pid_without_the_lock_is_not_running(tmp_path):
+    """The lock decides: run.json's pid may belong to another process by now."""
+    import os
+
+    run = make_run(tmp_path, "reused", status="running", pid=os.getpid())
+    (run / ".lock").write_text(f"{os.getpid()}\n")  # a lock file nobody holds
+    (row,) = list_runs(tmp_path)
+    assert row.status == "killed", row
+
+
+def test_a_killed_run_whose_state_is_gone_is_not_offered_a_resume(tmp_path):
+    make_run(tmp_path, "lost", status="running", pid=dead_pid(), epochs_done=2)
+    (row,) = list_runs(tmp_path)
+    assert row.status == "killed"
+    assert "trainrun resume" not in row.note and "state" in row.note

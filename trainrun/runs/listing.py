@@ -102,11 +102,20 @@ def effective_status(run: RunDir, info: dict[str, Any]) -> tuple[str, str]:
     status = status if isinstance(status, str) and status else "unknown"
     if status != "running":
         return status, ""
+    if run.lock_owner() is not None:
+        return "running", ""
     pid = info.get("pid")
     pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
-    if run.lock_owner() is not None or (pid is not None and pid_alive(pid)):
+    # The lock is the truth where there is one (a dead holder releases it, and
+    # run.json's pid may belong to another process by now); runs from before the
+    # lock have only the pid.
+    if not run.lock_file.exists() and pid is not None and pid_alive(pid):
         return "running", ""
     gone = f"pid {pid} is gone" if pid else "no live process"
+    try:
+        run.check_resumable(info, None)
+    except TrainrunError as exc:
+        return "killed", f"run.json says running but {gone}; {exc.message}"
     return "killed", f"run.json says running but {gone}; `trainrun resume {run.id}` continues it"
 
 
