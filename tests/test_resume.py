@@ -263,3 +263,29 @@ def test_running_run_is_refused(workdir, baseline):
 def test_not_a_run_directory(tmp_path):
     assert_clean_error(cli("resume", tmp_path), "not a trainrun run directory")
     assert_clean_error(cli("resume", tmp_path / "nope"), "run directory not found")
+
+
+def test_yaml_schedule_without_initial_continues_its_decay(workdir):
+    """`exponential` without `initial` starts from the optimizer's rate at the first
+    epoch; a resumed run must not restart the decay from the already lowered rate."""
+    cfg = workdir / "sched.yaml"
+    cfg.write_text(
+        "name: sched\nseed: 7\ndeterministic: true\n"
+        "data: {source: mnist, flatten: true, scale: 255.0, validation_split: 0.2, limit: {train: 300}}\n"
+        "model: {layers: [{Input: {shape: [784]}}, {Dense: {units: 10, activation: softmax}}]}\n"
+        "compile: {optimizer: {Adam: {learning_rate: 0.01}}, loss: sparse_categorical_crossentropy}\n"
+        "fit: {epochs: 4, batch_size: 32}\n"
+        "callbacks:\n"
+        "  - LearningRateScheduler: {schedule: {exponential: {rate: 0.5}}}\n"
+        "  - killer:KillAt\n"
+    )
+    runs = workdir / "sched-runs"
+    assert cli("fit", cfg, "--runs-dir", runs, "--name", "whole").returncode == 0
+    killed = cli("fit", cfg, "--runs-dir", runs, "--name", "cut", env={"KILL_AT": "2:-1"})
+    assert killed.returncode == -signal.SIGKILL
+    (whole,) = runs.glob("whole-*")
+    (cut,) = runs.glob("cut-*")
+    resume(cut)
+    rates = [float(row["learning_rate"]) for row in read_history(cut)]
+    assert rates == pytest.approx([0.01, 0.005, 0.0025, 0.00125])
+    assert read_history(cut) == read_history(whole)

@@ -96,6 +96,22 @@ def callback_specs(loaded: LoadedConfig) -> list[tuple[str, dict[str, Any], tupl
     ]
 
 
+class LearningRateScheduler(keras.callbacks.LearningRateScheduler):
+    """Keras' LearningRateScheduler whose YAML schedule's starting rate is resume state.
+
+    A schedule written without ``initial`` takes the optimizer's rate at the first
+    epoch; a resumed run must go on from that rate, not from the lowered one the
+    optimizer was restored with.
+    """
+
+    def get_state(self) -> dict[str, Any]:
+        return {"initial": getattr(self.schedule, "initial", None)}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if state.get("initial") is not None and hasattr(self.schedule, "initial"):
+            self.schedule.initial = float(state["initial"])
+
+
 def build_callbacks(
     loaded: LoadedConfig, run_dir: Path, *, resuming: bool = False
 ) -> list[keras.callbacks.Callback]:
@@ -114,6 +130,8 @@ def build_callbacks(
         cls = resolve_callback_class(name, base_dir=loaded.base_dir, path=where)
         if cls is keras.callbacks.TensorBoard:
             cls = TensorBoard
+        elif cls is keras.callbacks.LearningRateScheduler:
+            cls = LearningRateScheduler
         short = cls.__name__
         listed.add(short)
         if short in DEFAULT_PATHS:
