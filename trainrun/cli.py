@@ -291,6 +291,11 @@ def evaluate(
         soft_wrap=True,
     )
     Reporter().summary("", [(k, fmt_value(v)) for k, v in result.metrics.items()])
+    if result.unwritten:
+        from trainrun.errors import RunError
+
+        console.print(f"{result.seconds:.1f}s", markup=False)
+        fail(RunError(result.unwritten))
     console.print(f"{result.seconds:.1f}s; written to {run_dir.path / 'eval.json'}", markup=False)
 
 

@@ -22,7 +22,7 @@ from rich.table import Table
 from rich.text import Text
 
 from trainrun.console import fmt_value
-from trainrun.errors import RunDirError
+from trainrun.errors import RunDirError, RunError
 from trainrun.registry import split_component
 from trainrun.runs.files import write_atomic
 from trainrun.runs.listing import (
@@ -296,7 +296,12 @@ def show_run(run: RunDir, out: Console) -> None:
         return
     _print_history(out, columns, rows, best_epoch)
     out.print(_curves_table(columns, rows, out.width))
-    png = write_curves_png(run, columns, rows)
+    try:
+        png = write_curves_png(run, columns, rows)
+    except OSError as exc:  # a read-only or full disk: everything above is still shown
+        raise RunError(
+            f"{run.path / 'curves.png'} could not be written: {exc.strerror or exc}"
+        ) from None
     out.print(f"curves written to {png}", markup=False, soft_wrap=True)
 
 

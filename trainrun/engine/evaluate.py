@@ -40,6 +40,7 @@ class Evaluation:
     evaluated: str
     note: str = ""
     previous: list[dict[str, Any]] = field(default_factory=list)
+    unwritten: str = ""  # why eval.json could not be written (not part of it)
 
 
 def _where(loaded: LoadedConfig, data: Data, split: str) -> str:
@@ -131,7 +132,11 @@ def evaluate(run: RunDir, *, checkpoint: str = "last", split: str | None = None)
         note=chosen.note,
     )
     result.previous = _previous(run)
-    write_json(run.path / "eval.json", asdict(result))
+    record = {k: v for k, v in asdict(result).items() if k != "unwritten"}
+    try:
+        write_json(run.path / "eval.json", record)
+    except OSError as exc:  # a read-only or full disk: the numbers are still shown
+        result.unwritten = f"{run.path / 'eval.json'} could not be written: {exc.strerror or exc}"
     return result
 
 
