@@ -4,15 +4,6 @@ TensorFlow's native logging prints oneDNN and absl notices before any Python
 setting can silence them; they would bury trainrun's own one-line messages.
 The notices are captured while importing and shown only if the import fails.
 
-Afterwards stderr passes through a small filter process that drops two
-lines of TensorFlow's native logging that say nothing to a user, and nothing
-else (see `NOISE`): the E0000 line tf.data logs under op determinism
-(``deterministic: true``) about ``use_unbounded_threadpool``, and absl's
-one-time "All log messages before absl::InitializeLog()" notice. Raising
-TF_CPP_MIN_LOG_LEVEL to 3 would also hide them, but with every other ERROR
-line of TensorFlow's (cuInit failures, a collective's peer lost), which stay
-visible. A user who sets TF_CPP_MIN_LOG_LEVEL gets TensorFlow's output as is.
-
 Two costs a training run pays for nothing are cut here (measured on a 2-core
 machine, where the whole MNIST MLP run takes about 8 s):
 
@@ -33,7 +24,6 @@ import gc
 import importlib
 import importlib.util
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -77,69 +67,9 @@ def _deferred_imports(names: tuple[str, ...]) -> Iterator[None]:
                 del sys.modules[name]
 
 
-# Whole stderr lines (regular expressions, matched from the start) that are dropped.
-NOISE = (
-    # tf.data, under op determinism, rewrites a ParallelMapDatasetV2 into a MapDataset that
-    # keeps its use_unbounded_threadpool attribute; "Unknown attributes will be ignored".
-    r"E\d{4} [^\]]*\] NodeDef mentions attribute use_unbounded_threadpool which is not in "
-    r"the op definition: ",
-    # absl's notice before its first message, whatever that message is.
-    r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$",
-)
-
-# The filter process: copies its stdin to its stdout line by line, without NOISE. A
-# partial line is passed on at once unless it may become a noise line. Ctrl-C and
-# SIGTERM are the trainrun process's to handle: the filter reads on until end of file,
-# which comes when every writer has exited, however it exited (a crash's last words
-# included).
-_FILTER = r"""
-import os, re, signal, sys
-signal.signal(signal.SIGINT, signal.SIG_IGN)
-signal.signal(signal.SIGTERM, signal.SIG_IGN)
-noise = [re.compile(p.encode()) for p in sys.argv[1:]]
-starts = (b"E", b"WARNING: All log")
-def out(data):
-    while data:
-        data = data[os.write(1, data):]
-held = b""
-while True:
-    chunk = os.read(0, 1 << 16)
-    if not chunk:
-        break
-    *lines, held = (held + chunk).split(b"\n")
-    out(b"".join(l + b"\n" for l in lines if not any(p.match(l) for p in noise)))
-    if held and not any(held.startswith(s) or s.startswith(held) for s in starts):
-        out(held)
-        held = b""
-out(held)
-"""
-
-
-def filter_stderr() -> None:
-    """Send this process's stderr (fd 2) through the filter process; see `NOISE`."""
-    sys.stderr.flush()
-    read, write = os.pipe()
-    try:
-        subprocess.Popen(
-            [sys.executable, "-S", "-E", "-c", _FILTER, *NOISE],
-            stdin=read,
-            stdout=2,
-            stderr=2,
-            close_fds=True,
-        )
-    except OSError:
-        os.close(write)  # no filter: stderr stays as it is
-    else:
-        os.dup2(write, 2)
-        os.close(write)
-    finally:
-        os.close(read)
-
-
 def import_tensorflow() -> None:
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
-    filtered = "TF_CPP_MIN_LOG_LEVEL" not in os.environ  # the user's setting: left alone
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     sys.stderr.flush()
@@ -160,8 +90,6 @@ def import_tensorflow() -> None:
         finally:
             os.dup2(saved, 2)
             os.close(saved)
-    if filtered:
-        filter_stderr()
 
 
 def flush_everything() -> None:
