@@ -13,6 +13,9 @@ from trainrun.registry import check_params, import_object, is_import_path, split
 
 
 def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError:
+    """`exc` with its file line, or naming the --set option that set its key."""
+    if exc.path and not exc.file:
+        return loaded.locate(exc)
     return exc.locate(file=loaded.file, line=loaded.line_of(path))
 
 

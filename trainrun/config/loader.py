@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from trainrun import catalog
 from trainrun.config.schema import RunConfig, known_keys, takes_only_lists
 from trainrun.errors import ConfigError, did_you_mean
 
@@ -348,8 +349,69 @@ def parse_override(text: str) -> tuple[KeyPath, Any]:
     return path, value
 
 
-def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -> None:
-    """Set `path` in the raw config to `value`, creating mappings on the way."""
+_OPTIMIZER = ("compile", "optimizer")
+
+
+def _optimizer_classes() -> dict[str, str]:
+    """Keras' optimizer aliases and class names -> class name ('rmsprop' -> 'RMSprop')."""
+    names = [n for n in catalog.names("optimizer") if n[:1].isupper()]
+    return {**{n.lower(): n for n in names}, **{n: n for n in names}}
+
+
+def _optimizer_path(data: dict[str, Any], path: KeyPath, text: str) -> KeyPath:
+    """`compile.optimizer.PARAM` -> `compile.optimizer.<Class>.PARAM`, as the YAML has it.
+
+    The optimizer is written bare (`rmsprop`) or as one `{Class: {args}}` entry,
+    so a parameter path may skip the class level; a bare name is turned into its
+    mapping (`rmsprop` -> `{RMSprop: {}}`). A path that names the class keeps working.
+    """
+    if path[:2] != _OPTIMIZER or len(path) < 3 or not isinstance(path[2], str):
+        return path
+    if data.get("compile") is None:
+        data["compile"] = {}
+    section = data["compile"]
+    if not isinstance(section, dict):
+        return path  # the walk below reports it
+    current = section.get("optimizer") or "rmsprop"
+    given = path[2]
+    classes = _optimizer_classes()
+    if isinstance(current, dict) and len(current) == 1:
+        ((name, args),) = current.items()
+        if given == name:
+            if args is None:
+                current[name] = {}
+            return path
+        if given in classes and isinstance(name, str):
+            raise _other_optimizer(text, name, given)
+        if args is None:
+            current[name] = {}
+        return (*_OPTIMIZER, name, *path[2:])
+    if not isinstance(current, str):
+        return path  # not a component: the schema reports it
+    name = classes.get(current, classes.get(current.lower(), current))
+    if given in (current, name) or given.lower() == current.lower():
+        section["optimizer"] = {given: {}}
+        return path
+    if given in classes:
+        raise _other_optimizer(text, current, given)
+    section["optimizer"] = {name: {}}
+    return (*_OPTIMIZER, name, *path[2:])
+
+
+def _other_optimizer(text: str, current: str, given: str) -> ConfigError:
+    return ConfigError(
+        f"--set {text}: compile.optimizer is '{current}', not {given}; to change the optimizer, "
+        f"--set compile.optimizer={given} first, then its parameters as "
+        "compile.optimizer.PARAM=VALUE"
+    )
+
+
+def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -> KeyPath:
+    """Set `path` in the raw config to `value`, creating mappings on the way.
+
+    Returns the path that was set (a path into the optimizer gains its class level).
+    """
+    path = _optimizer_path(data, path, text)
     node: Any = data
     for depth, key in enumerate(path):
         last = depth == len(path) - 1
@@ -369,7 +431,7 @@ def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -
                 )
             if last:
                 node[key] = value
-                return
+                return path
             if (
                 isinstance(node[key], str)
                 and isinstance(path[depth + 1], str)
@@ -382,7 +444,7 @@ def apply_override(data: dict[str, Any], path: KeyPath, value: Any, text: str) -
                 key = str(key)
             if last:
                 node[key] = value
-                return
+                return path
             if node.get(key) is None:
                 if isinstance(path[depth + 1], int) and takes_only_lists(path[: depth + 1]):
                     raise ConfigError(
@@ -552,7 +614,7 @@ def load_config(
     loaded_overrides: dict[KeyPath, str] = {}
     for text in overrides:
         path, value = parse_override(text)
-        apply_override(data, path, value, text)
+        path = apply_override(data, path, value, text)
         loaded_overrides[path] = f"--set {text}"
     if name is not None:
         data["name"] = name
