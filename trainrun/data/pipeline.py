@@ -103,11 +103,26 @@ def _gather(split: ArraySplit, index_ds: tf.data.Dataset, scale: float | None) -
             taken = (x, *taken[1:])
         return taken
 
-    ds = tf.data.Dataset.zip((index_ds, data)).map(grab, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = tf.data.Dataset.zip((index_ds, data)).map(grab, num_parallel_calls=_parallel_calls())
     options = tf.data.Options()
     options.experimental_optimization.apply_default_optimizations = False
     options.experimental_deterministic = True
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+_sequential_maps = False
+
+
+def map_sequentially(on: bool) -> None:
+    """Called with True once op determinism is on (`deterministic: true`): tf.data then
+    rewrites every parallel map into a sequential one anyway, and logs an E0000 line
+    about an attribute the rewritten op lacks (use_unbounded_threadpool)."""
+    global _sequential_maps
+    _sequential_maps = on
+
+
+def _parallel_calls() -> int | None:
+    return None if _sequential_maps else tf.data.AUTOTUNE
 
 
 def scaled(
@@ -130,7 +145,7 @@ def scaled(
     def apply(*parts):
         return (tf.nest.map_structure(fix, parts[0]), *parts[1:])
 
-    return ds.map(apply, num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.map(apply, num_parallel_calls=_parallel_calls())
 
 
 def epoch_batches(

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 import trainrun
 from trainrun.config import LoadedConfig
+from trainrun.data import pipeline
 from trainrun.engine import keras_compat
 from trainrun.errors import TrainrunError
 
@@ -340,6 +341,7 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     cpus = tf.config.list_logical_devices("CPU")
     if cfg.deterministic:
         tf.config.experimental.enable_op_determinism()
+    pipeline.map_sequentially(cfg.deterministic)
     if cfg.seed is not None:
         keras.utils.set_random_seed(cfg.seed)
     keras.mixed_precision.set_dtype_policy(cfg.precision)
