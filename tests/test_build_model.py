@@ -115,7 +115,7 @@ def test_what_a_keras_user_writes_passes_the_checks(tmp_path, item):
     [
         (
             "Dense: {units: 10, kernel_regularizer: {L3: {l2: 1.0e-4}}}",
-            ["model.layers[1].Dense.kernel_regularizer", "'L3'", "did you mean 'L2'", "line 6"],
+            ["model.layers[1].Dense.kernel_regularizer", "'L3'", "L1L2, L2", "line 6"],
         ),
         (
             "Dense: {units: 10, kernel_initializer: he_nromal}",
@@ -136,7 +136,7 @@ def test_what_a_keras_user_writes_passes_the_checks(tmp_path, item):
         ("MobileNetV2: {include_topp: false}", ["MobileNetV2.include_topp", "'include_top'"]),
         (
             "Dense: {units: 10, kernel_regularizer: {L2: {l3: 1.0}}}",
-            ["kernel_regularizer.L2.l3", "did you mean 'l2'"],
+            ["kernel_regularizer.L2.l3", "it takes: l2"],
         ),
     ],
 )
@@ -157,7 +157,7 @@ def test_application_names_are_read_from_source():
 
 def test_aliases_have_their_class_signature():
     assert catalog.signature("layer", "MaxPool2D").param_names[:1] == ["pool_size"]
-    assert catalog.signature("initializer", "he_normal").param_names == ["seed"]
+    assert catalog.signature("initializer", "he_normal").param_names[:1] == ["seed"]
     assert catalog.required_params("layer", "Dense") == ["units"]
     assert catalog.required_params("layer", "Rescaling") == ["scale"]
 

@@ -26,7 +26,17 @@ API_PACKAGES = {
     "metric": "metrics",
     "callback": "callbacks",
     "activation": "activations",
+    "initializer": "initializers",
+    "regularizer": "regularizers",
+    "constraint": "constraints",
+    "application": "applications",
 }
+
+# Names an API package exports that are not things a config names: its functions
+# and the abstract base classes.
+_NOT_CONFIG_NAMES = {
+    "get", "serialize", "deserialize", "Initializer", "Regularizer", "Constraint",
+}  # fmt: skip
 
 # Callbacks that the Keras API exports but that are not things a config lists.
 _NOT_CONFIG_CALLBACKS = {"Callback", "CallbackList", "History", "ProgbarLogger"}
@@ -68,8 +78,11 @@ def keras_root() -> Path | None:
 
 
 @functools.cache
-def _exports(package: str) -> dict[str, str]:
-    """Public name -> source module ('keras.src.callbacks.csv_logger') of an API package."""
+def _origins(package: str) -> dict[str, tuple[str, str]]:
+    """Public name -> (source module, name there) of an API package.
+
+    Aliases keep the name they alias: ``MaxPool2D`` -> ('keras.src.layers...', 'MaxPooling2D').
+    """
     root = keras_root()
     if root is None:
         return {}
@@ -78,12 +91,17 @@ def _exports(package: str) -> dict[str, str]:
         tree = ast.parse(init.read_text(encoding="utf-8"))
     except (OSError, SyntaxError):
         return {}
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
     for node in tree.body:
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("keras.src"):
             for alias in node.names:
-                out[alias.asname or alias.name] = node.module
+                out[alias.asname or alias.name] = (node.module, alias.name)
     return out
+
+
+def _exports(package: str) -> dict[str, str]:
+    """Public name -> source module ('keras.src.callbacks.csv_logger') of an API package."""
+    return {name: module for name, (module, _) in _origins(package).items()}
 
 
 def names(kind: str) -> list[str]:
@@ -91,6 +109,8 @@ def names(kind: str) -> list[str]:
     found = _exports(API_PACKAGES[kind])
     if kind == "callback":
         return sorted(n for n in found if n not in _NOT_CONFIG_CALLBACKS)
+    if kind in ("initializer", "regularizer", "constraint", "activation"):
+        return sorted(n for n in found if n not in _NOT_CONFIG_NAMES)
     return sorted(found)
 
 
@@ -132,36 +152,81 @@ def _params_of(fn: ast.FunctionDef) -> tuple[list[Param], bool]:
     return params, args.kwarg is not None
 
 
-@functools.cache
-def signature(kind: str, name: str) -> Signature | None:
-    """The ``__init__`` signature and first docstring line of a public Keras class."""
-    module = _exports(API_PACKAGES[kind]).get(name)
-    if module is None:
-        return None
+_Def = ast.ClassDef | ast.FunctionDef
+
+
+def _find_def(module: str, name: str, depth: int = 0) -> tuple[_Def, str] | None:
+    """The class or function `name` of `module`, following `from keras.src... import`."""
     tree = _parse(module)
-    if tree is None:
+    if tree is None or depth > 5:
         return None
     for node in tree.body:
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            doc = (ast.get_docstring(node) or "").strip().split("\n")[0]
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "__init__":
-                    params, var_kwargs = _params_of(item)
-                    return Signature(name, tuple(params), var_kwargs, doc, module)
-            # No __init__ of its own: inherits Callback's (no parameters) or a base we
-            # cannot see; report unknown parameters as accepted.
-            bases = [ast.unparse(b) for b in node.bases]
-            return Signature(name, (), bases != ["Callback"], doc, module)
+        if isinstance(node, ast.ClassDef | ast.FunctionDef) and node.name == name:
+            return node, module
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("keras"):
+            for alias in node.names:
+                if (alias.asname or alias.name) == name:
+                    return _find_def(node.module, alias.name, depth + 1)
     return None
+
+
+def _init_of(node: ast.ClassDef, module: str, depth: int = 0) -> ast.FunctionDef | None:
+    """A class's ``__init__``, or the one it inherits from a base Keras' source defines."""
+    for item in node.body:
+        if isinstance(item, ast.FunctionDef) and item.name == "__init__":
+            return item
+    for base in node.bases:
+        name = ast.unparse(base).rsplit(".", 1)[-1]
+        found = _find_def(module, name) if depth < 10 else None
+        if found and isinstance(found[0], ast.ClassDef):
+            return _init_of(found[0], found[1], depth + 1)
+    return None
+
+
+@functools.cache
+def signature(kind: str, name: str) -> Signature | None:
+    """The ``__init__`` signature (a function's own, for applications and ``Input``) and
+    first docstring line of a public Keras name; an alias has its class's signature."""
+    origin = _origins(API_PACKAGES[kind]).get(name)
+    found = _find_def(*origin) if origin else None
+    if found is None:
+        return None
+    node, module = found
+    doc = (ast.get_docstring(node) or "").strip().split("\n")[0]
+    if isinstance(node, ast.FunctionDef):
+        params, var_kwargs = _params_of(node)
+        return Signature(name, tuple(params), var_kwargs, doc, module)
+    init = _init_of(node, module)
+    if init is not None:
+        params, var_kwargs = _params_of(init)
+        return Signature(name, tuple(params), var_kwargs, doc, module)
+    # No __init__ here or in a base we can read: inherits Callback's (no parameters)
+    # or one we cannot see; report unknown parameters as accepted.
+    bases = [ast.unparse(b) for b in node.bases]
+    return Signature(name, (), bases != ["Callback"], doc, module)
+
+
+def required_params(kind: str, name: str) -> list[str] | None:
+    """The parameters a Keras name cannot be built without; None when it is unknown."""
+    sig = signature(kind, name)
+    return None if sig is None else [p.name for p in sig.params if p.required]
+
+
+def first_param(kind: str, name: str) -> str | None:
+    """The parameter a lone value fills (``Dense: 10``): the first required one, else the
+    first one, as in Python's ``Dense(10)``; None when there is none."""
+    sig = signature(kind, name)
+    if sig is None or not sig.params:
+        return None
+    required = [p.name for p in sig.params if p.required]
+    return required[0] if required else sig.params[0].name
 
 
 def _class_node(kind: str, name: str) -> ast.ClassDef | None:
-    module = _exports(API_PACKAGES[kind]).get(name)
-    tree = _parse(module) if module else None
-    for node in tree.body if tree else ():
-        if isinstance(node, ast.ClassDef) and node.name == name:
-            return node
-    return None
+    origin = _origins(API_PACKAGES[kind]).get(name)
+    found = _find_def(*origin) if origin else None
+    return found[0] if found and isinstance(found[0], ast.ClassDef) else None
 
 
 _ARG = re.compile(r"^(\*{0,2}\w+)\s*(?:\([^)]*\))?\s*:\s*(.*)$")

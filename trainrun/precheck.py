@@ -17,7 +17,14 @@ from trainrun import catalog
 from trainrun.build.schedules import SCHEDULES
 from trainrun.config import LoadedConfig, format_path
 from trainrun.errors import UnknownNameError, did_you_mean
-from trainrun.registry import is_import_path, plugin_entry_points, split_component
+from trainrun.registry import (
+    arg_kind,
+    component,
+    is_import_path,
+    layer_kind,
+    plugin_entry_points,
+    split_component,
+)
 
 
 def _check_callbacks(loaded: LoadedConfig) -> None:
@@ -63,22 +70,110 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
 
 
 def _check_layer_names(loaded: LoadedConfig) -> None:
-    layers = catalog.names("layer")
-    if not layers:
+    """Every layer's name, required arguments, and the objects inside its arguments."""
+    if not catalog.names("layer"):
+        return  # Keras' layout unknown: leave it to the live check
+    for spec, path in _layer_items(loaded):
+        _check_layer(loaded, spec, path)
+
+
+def _check_layer(loaded: LoadedConfig, spec: Any, path: tuple) -> None:
+    name, args = split_component(spec)
+    if is_import_path(name):
         return
-    m = loaded.config.model
-    items: list[tuple[object, tuple]] = []
-    if m.layers:
-        items += [(spec, ("model", "layers", i)) for i, spec in enumerate(m.layers)]
-    if m.graph:
-        items += [(node.layer, ("model", "graph", i, "layer")) for i, node in enumerate(m.graph)]
-    for spec, path in items:
-        name, _ = split_component(spec)
-        if is_import_path(name) or name in layers:
-            continue
-        raise UnknownNameError("layer", name, layers, path=format_path(path)).locate(
+    kind = layer_kind(name)
+    if kind is None:
+        known = catalog.names("layer") + catalog.names("application")
+        raise UnknownNameError(
+            "layer", name, known, path=format_path(path), hint=_APPLICATION_HINT
+        ).locate(file=loaded.file, line=loaded.line_of(path))
+    where = (*path, name)
+    if kind == "application":
+        args.pop("trainable", None)  # set on the model it returns
+        _check_params(loaded, kind, name, args, where)
+    _check_required(loaded, kind, name, args, where)
+    for key, value in args.items():
+        nested = arg_kind(key)
+        if nested is not None and value is not None:
+            for i, item in (
+                enumerate(value)
+                if nested == "layer" and isinstance(value, list)
+                else [(None, value)]
+            ):
+                _check_object(
+                    loaded, nested, item, (*where, key) if i is None else (*where, key, i)
+                )
+
+
+_APPLICATION_HINT = (
+    "a keras.layers class, a keras.applications model, or an import path module:Class"
+)
+
+
+def _check_required(loaded: LoadedConfig, kind: str, name: str, args: dict, where: tuple) -> None:
+    missing = [p for p in catalog.required_params(kind, name) or [] if p not in args]
+    if missing:
+        sig = catalog.signature(kind, name)
+        raise loaded.error(
+            f"{kind} '{name}' needs {' and '.join(repr(p) for p in missing)}: {sig.render() if sig else name}",
+            where,
+        )
+
+
+def _check_params(loaded: LoadedConfig, kind: str, name: str, args: dict, where: tuple) -> None:
+    """Unknown arguments, where Keras' source shows every parameter (no **kwargs)."""
+    sig = catalog.signature(kind, name)
+    if sig is None or sig.var_kwargs:
+        return
+    for key in args:
+        if key not in sig.param_names:
+            raise loaded.error(
+                f"unknown parameter '{key}' for {kind} '{name}'"
+                + (
+                    did_you_mean(key, sig.param_names)
+                    or f"; it takes: {', '.join(sig.param_names)}"
+                ),
+                (*where, key),
+            )
+
+
+def _check_object(loaded: LoadedConfig, kind: str, value: Any, path: tuple) -> None:
+    """A layer argument that names a Keras object: an initializer, a layer, an activation..."""
+    try:
+        found = component(kind, value)
+    except ValueError as exc:
+        raise loaded.error(str(exc), path) from None
+    if found is None:
+        return  # a number or an object Keras takes as it is
+    name, args = found
+    if is_import_path(name):
+        return
+    if kind == "layer" or (
+        kind == "activation" and layer_kind(name) is not None and name[:1].isupper()
+    ):
+        _check_layer(loaded, {name: args}, path)
+        return
+    known = catalog.names(kind)
+    if not known:
+        return
+    if name not in known:
+        if kind == "activation":
+            hint = "a keras.activations name (relu, gelu ...) or a layer, e.g. {LeakyReLU: {negative_slope: 0.1}}"
+        else:
+            hint = f"known: {', '.join(n for n in known if n[:1].isupper())} (or their snake_case names)"
+        raise UnknownNameError(kind, name, known, path=format_path(path), hint=hint).locate(
             file=loaded.file, line=loaded.line_of(path)
         )
+    if kind == "activation":
+        if args:
+            raise loaded.error(
+                f"activation '{name}' is a function and takes no arguments here; give a layer "
+                "instead, e.g. {LeakyReLU: {negative_slope: 0.1}}",
+                (*path, name),
+            )
+        return
+    _check_params(loaded, kind, name, args, (*path, name))
+    _check_required(loaded, kind, name, args, (*path, name))
 
 
 def _check_optimizer_name(loaded: LoadedConfig) -> None:
@@ -326,10 +421,30 @@ def _check_layer_sizes(loaded: LoadedConfig) -> None:
         )
 
 
+_WEIGHT_FILES = (".keras", ".weights.h5")
+
+
+def _check_initial_weights(loaded: LoadedConfig) -> None:
+    value = loaded.config.model.initial_weights
+    if value is None:
+        return
+    path = loaded.resolve_path(value)
+    where = ("model", "initial_weights")
+    if not path.name.endswith(_WEIGHT_FILES):
+        raise loaded.error(
+            f"initial weights must be a .keras or .weights.h5 file (got {path.name}), "
+            "e.g. runs/<id>/model.keras",
+            where,
+        )
+    if not path.is_file():
+        raise loaded.error(f"initial weights file not found: {path}", where)
+
+
 def precheck(loaded: LoadedConfig) -> None:
     """Raise a ConfigError for the mistakes that can be found without TensorFlow."""
     _check_callbacks(loaded)
     _check_layer_names(loaded)
+    _check_initial_weights(loaded)
     _check_optimizer_name(loaded)
     _check_losses_and_metrics(loaded)
     _check_finite(loaded)

@@ -218,3 +218,84 @@ def instantiate(target: Any, args: dict[str, Any], *, what: str, path: str | Non
         return target(**args)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid arguments for {what}: {exc}", path=path) from exc
+
+
+# ---------------------------------------------------------------- layer arguments
+
+# What a layer argument holds, by Keras' naming convention: `kernel_initializer`,
+# `bias_regularizer`, `recurrent_constraint`, `activation`, a wrapper's `layer`.
+_OBJECT_SUFFIXES = (
+    ("_initializer", "initializer"),
+    ("_regularizer", "regularizer"),
+    ("_constraint", "constraint"),
+)
+_LAYER_ARGS = ("layer", "backward_layer", "cell")
+_ACTIVATION_ARGS = ("activation", "recurrent_activation")
+
+
+def arg_kind(param: str) -> str | None:
+    """The kind of Keras object a layer argument takes ('initializer', 'layer' ...), or None."""
+    if param in _LAYER_ARGS:
+        return "layer"
+    if param in _ACTIVATION_ARGS:
+        return "activation"
+    for suffix, kind in _OBJECT_SUFFIXES:
+        if param.endswith(suffix):
+            return kind
+    return None
+
+
+def layer_kind(name: str) -> str | None:
+    """'layer' for a keras.layers name, 'application' for a keras.applications one."""
+    if name in catalog.names("layer"):
+        return "layer"
+    if name in catalog.names("application"):
+        return "application"
+    return None
+
+
+def shorthand_args(kind: str, name: str, value: Any) -> dict[str, Any]:
+    """`Name: value` -> {first parameter: value}, as Python's ``Name(value)`` would.
+
+    A lone value (a number, a string, a list) instead of a mapping of arguments
+    fills the first required parameter, else the first parameter: ``Dense: 10``
+    is ``{units: 10}``, ``Reshape: [28, 28, 1]`` is ``{target_shape: [...]}``.
+    Raises ValueError when the name takes no parameter it could fill.
+    """
+    if is_import_path(name):
+        raise ValueError(
+            f"arguments of '{name}' must be a mapping like {{units: 10}}, got {value!r} "
+            "(a lone value is read only for Keras' own names)"
+        )
+    sig = catalog.signature(kind, name)
+    if sig is None:
+        known = catalog.names(kind) + (catalog.names("application") if kind == "layer" else [])
+        if known:
+            raise ValueError(f"unknown {kind} '{name}'" + did_you_mean(name, known))
+        raise ValueError(f"arguments of '{name}' must be a mapping, got {value!r}")
+    param = catalog.first_param(kind, name)
+    if param is None:
+        raise ValueError(
+            f"'{name}' takes no parameters of its own, so a lone value ({value!r}) fills "
+            f"nothing; write its arguments as a mapping, e.g. {name}: {{name: my_{kind}}}"
+        )
+    return {param: value}
+
+
+def component(kind: str, value: Any) -> tuple[str, dict[str, Any]] | None:
+    """A nested object argument as (name, args): 'Name', {Name: {args}} or {Name: value}.
+
+    None for anything else (a number, a list, an object Keras takes as is).
+    """
+    if isinstance(value, str):
+        return value, {}
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, args),) = value.items()
+        if not isinstance(name, str):
+            return None
+        if args is None or isinstance(args, dict):
+            return name, dict(args or {})
+        if kind == "layer":
+            kind = layer_kind(name) or kind
+        return name, shorthand_args(kind, name, args)
+    return None

@@ -48,13 +48,30 @@ def _check_component(value: Any) -> Any:
     raise ValueError(f"must be a name or 'Name: {{args}}', got {value!r}")
 
 
+def _check_layer(value: Any) -> Any:
+    """A layer component; `Name: value` (not a mapping) fills the first parameter."""
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, args),) = value.items()
+        if isinstance(name, str) and args is not None and not isinstance(args, dict):
+            from trainrun.registry import layer_kind, shorthand_args
+
+            return {name: shorthand_args(layer_kind(name) or "layer", name, args)}
+    return _check_component(value)
+
+
 # What each kind of component is called in `trainrun schema`'s $defs, with the
 # examples its description names. The names an editor completes are filled in by
 # `json_schema`, from Keras' installed source (no TensorFlow import).
 _COMPONENT_KINDS: dict[str, tuple[str, list[Any]]] = {
     "layer": (
         "LayerComponent",
-        ["Dense", "Conv2D", "Dropout", {"Dense": {"units": 10, "activation": "relu"}}],
+        [
+            "Dense",
+            "Conv2D",
+            {"Dense": {"units": 10, "activation": "relu"}},
+            {"Dropout": 0.5},
+            {"MobileNetV2": {"include_top": False, "weights": None, "trainable": False}},
+        ],
     ),
     "optimizer": (
         "OptimizerComponent",
@@ -80,6 +97,8 @@ def _example_text(kind: str) -> str:
         if isinstance(value, dict):
             inner = ", ".join(f"{k}: {show(v)}" for k, v in value.items())
             return f"{{{inner}}}"
+        if value is None:
+            return "null"
         return str(value).lower() if isinstance(value, bool) else str(value)
 
     return ", ".join(show(e) for e in _COMPONENT_KINDS[kind][1])
@@ -89,7 +108,8 @@ def _component(kind: str) -> Any:
     """A component field of one kind: validated alike, described for editors per kind."""
     # A placeholder: pydantic resolves a $ref itself, so `json_schema` puts it in.
     marker = {_MARKER: kind}
-    return Annotated[Any, AfterValidator(_check_component), WithJsonSchema(marker)]
+    check = _check_layer if kind == "layer" else _check_component
+    return Annotated[Any, AfterValidator(check), WithJsonSchema(marker)]
 
 
 _MARKER = "x-trainrun-component"
@@ -295,6 +315,9 @@ class ModelConfig(Strict):
     outputs: str | list[str] | None = None
     builder: Factory | None = None
     path: str | None = None
+    # Weights loaded into the built model before training: a .keras or .weights.h5 file
+    # (an earlier run's model.keras, for fine-tuning in a second run).
+    initial_weights: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> ModelConfig:
@@ -470,6 +493,8 @@ def _names_for_editors(kind: str) -> tuple[list[str], bool]:
         from trainrun.registry import callback_names
 
         return list(callback_names()), True
+    if kind == "layer":  # keras.applications models are layers too
+        return catalog.names("layer") + catalog.names("application"), True
     return catalog.names(kind), True
 
 
@@ -501,6 +526,8 @@ def _component_def(kind: str) -> dict[str, Any]:
     else:  # Keras' layout unknown: any name passes, trainrun checks it
         name = {"type": "string", "minLength": 1}
     args_schema: dict[str, Any] = {"anyOf": [{"type": "object"}, {"type": "null"}]}
+    if kind == "layer":  # `Dense: 10`, `Reshape: [28, 28, 1]`: the first parameter
+        args_schema["anyOf"] += [{"type": t} for t in ("number", "string", "boolean", "array")]
     properties = {}
     for n in names:
         args = _callback_arguments(n) if kind == "callback" else {}
