@@ -103,3 +103,104 @@ def test_set_optimizer_parameter_error_names_the_option(tmp_path):
         result, "learnin_rate", "did you mean 'learning_rate'", "--set compile.optimizer"
     )
 
+
+# ---------------------------------------------------------------- what compile_args builds
+
+
+def compiled(tmp_path, compile_section: str, sets=(), *, last_layer: str = "dense"):
+    """(model, compile kwargs) for a config with this compile section, in this process."""
+    from trainrun.build.compile import compile_args
+    from trainrun.build.model import build_model
+
+    # Named: in one process Keras numbers the default names (dense_1, dense_2, ...).
+    sets = [*sets, f"model.layers.1.Dense.name={last_layer}"]
+    loaded = load_config(write(tmp_path, compile_section), sets)
+    model = build_model(loaded)
+    return model, compile_args(loaded, model)
+
+
+@pytest.mark.slow
+def test_losses_and_metrics_with_arguments(tmp_path):
+    import keras
+
+    _, args = compiled(
+        tmp_path,
+        "  loss: {SparseCategoricalCrossentropy: {from_logits: true}}\n"
+        "  metrics: [{AUC: {num_thresholds: 100}}, {TopKCategoricalAccuracy: {k: 3}},"
+        " {SparseTopKCategoricalAccuracy: {k: 2}}, accuracy]",
+    )
+    loss = args["loss"]
+    assert isinstance(loss, keras.losses.SparseCategoricalCrossentropy)
+    assert loss.get_config()["from_logits"] is True
+    auc, top3, sparse_top2, acc = args["metrics"]
+    assert isinstance(auc, keras.metrics.AUC) and auc.num_thresholds == 100
+    assert isinstance(top3, keras.metrics.TopKCategoricalAccuracy)
+    assert top3.get_config()["k"] == 3
+    assert sparse_top2.get_config()["k"] == 2
+    assert acc == "accuracy"
+
+
+@pytest.mark.slow
+def test_optimizer_parameter_set_without_class_level_reaches_keras(tmp_path):
+    _, args = compiled(
+        tmp_path,
+        "  optimizer: sgd\n  loss: sparse_categorical_crossentropy",
+        ["compile.optimizer.learning_rate=3e-4", "compile.optimizer.momentum=0.9"],
+    )
+    opt = args["optimizer"]
+    assert type(opt).__name__ == "SGD"
+    assert opt.momentum == pytest.approx(0.9)
+    assert float(opt.learning_rate) == pytest.approx(3e-4)
+
+
+@pytest.mark.slow
+def test_mappings_by_the_one_output_name_of_a_sequential_model(tmp_path):
+    """A single-output model takes mappings keyed by its output (the last layer's name)."""
+    import numpy as np
+
+    model, args = compiled(
+        tmp_path,
+        "  loss: {dense: sparse_categorical_crossentropy}\n"
+        "  metrics: {dense: [sparse_categorical_accuracy]}\n"
+        "  loss_weights: {dense: 2.0}",
+    )
+    assert args["loss"] == "sparse_categorical_crossentropy"
+    assert args["metrics"] == ["sparse_categorical_accuracy"]
+    assert args["loss_weights"] == [2.0]
+    model.compile(**args)
+    logs = model.train_on_batch(np.zeros((4, 784)), np.zeros((4,)), return_dict=True)
+    assert set(logs) == {"loss", "sparse_categorical_accuracy"}
+
+
+ONE_HOT = """\
+seed: 1
+data:
+  source: numpy
+  train: {path: train.npz}
+model:
+  layers:
+    - Input: {shape: [8]}
+    - Dense: {units: 4}
+compile:
+  optimizer: adam
+  loss: {CategoricalCrossentropy: {from_logits: true}}
+  metrics: [{AUC: {num_thresholds: 100, from_logits: true}}, {TopKCategoricalAccuracy: {k: 3}}]
+fit: {epochs: 1, batch_size: 16}
+outputs: {tensorboard: false, state: false}
+"""
+
+
+@pytest.mark.slow
+def test_fit_with_loss_and_metric_arguments(tmp_path):
+    import numpy as np
+    from conftest import only_run, read_history
+
+    rng = np.random.default_rng(0)
+    y = np.eye(4, dtype="float32")[rng.integers(0, 4, 64)]
+    np.savez(tmp_path / "train.npz", x=rng.normal(size=(64, 8)).astype("float32"), y=y)
+    (tmp_path / "c.yaml").write_text(ONE_HOT)
+    result = cli("fit", "c.yaml", "--runs-dir", "runs", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (row,) = read_history(only_run(tmp_path / "runs"))
+    assert {"auc", "top_k_categorical_accuracy"} <= set(row)
+    assert 0.0 <= float(row["top_k_categorical_accuracy"]) <= 1.0

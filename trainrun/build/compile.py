@@ -8,7 +8,7 @@ import keras
 
 from trainrun import catalog
 from trainrun.config import LoadedConfig
-from trainrun.errors import ConfigError, UnknownNameError
+from trainrun.errors import ConfigError, UnknownNameError, did_you_mean
 from trainrun.registry import check_params, import_object, is_import_path, split_component
 
 
@@ -104,10 +104,14 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
         return obj
     if isinstance(spec, str) and name.lower() in catalog.COMPILE_ALIASES[kind]:
         return name  # compile picks the accuracy / crossentropy that fits outputs and labels
-    try:
-        found = getter(name)
-    except (ValueError, TypeError):
-        found = None
+    found = getattr(keras.losses if kind == "loss" else keras.metrics, name, None)
+    if not isinstance(found, type):
+        # Only names that are not classes: get('AUC') builds an AUC, which takes the
+        # name 'auc', and the metric built for the config would then log as auc_1.
+        try:
+            found = getter(name)
+        except (ValueError, TypeError):
+            found = None
     if found is None:
         known = catalog.loss_or_metric_names(kind)
         raise _located(loaded, UnknownNameError(kind, name, known, path=_fmt(path)), path) from None
@@ -131,30 +135,54 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
         raise loaded.error(f"invalid arguments for {kind} '{name}': {exc}", path) from None
 
 
-def _per_output(value: Any, outputs: list[str]) -> bool:
-    return isinstance(value, dict) and len(outputs) > 1 and set(value) <= set(outputs)
+def _is_component(value: dict, outputs: list[str]) -> bool:
+    """{Name: {args}} (one loss with arguments), as opposed to a mapping by output."""
+    if len(value) != 1:
+        return False
+    ((name, args),) = value.items()
+    return name not in outputs and isinstance(args, dict)
 
 
 def _check_output_keys(value: dict, outputs: list[str], loaded: LoadedConfig, path: tuple) -> None:
     for key in value:
         if key not in outputs:
-            from trainrun.errors import did_you_mean
-
+            has = (
+                f"the model has one output: {outputs[0]}"
+                if len(outputs) == 1
+                else f"outputs are: {', '.join(outputs)}"
+            )
             raise loaded.error(
                 f"'{key}' is not an output of the model"
-                + (did_you_mean(key, outputs) or "")
-                + f"; outputs are: {', '.join(outputs)}",
+                + (did_you_mean(str(key), outputs) or "")
+                + f"; {has}",
                 (*path, key),
             )
 
 
+def _by_output(value: dict, outputs: list[str], loaded: LoadedConfig, path: tuple) -> dict:
+    """A mapping by output name, its keys checked against the model's outputs."""
+    _check_output_keys(value, outputs, loaded, path)
+    return value
+
+
 def output_names(model: keras.Model) -> list[str]:
+    """The model's output names; a Sequential model's is its last layer's name."""
     names = getattr(model, "output_names", None)
-    return list(names) if names else [f"output_{i}" for i in range(len(model.outputs or []))]
+    if names:
+        return list(names)
+    outputs = getattr(model, "outputs", None) or []
+    if len(outputs) == 1 and model.layers:
+        return [model.layers[-1].name]
+    return [f"output_{i}" for i in range(len(outputs))]
 
 
 def compile_args(loaded: LoadedConfig, model: keras.Model) -> dict[str, Any]:
-    """keyword arguments for model.compile, except jit_compile / steps_per_execution."""
+    """keyword arguments for model.compile, except jit_compile / steps_per_execution.
+
+    A mapping by output name is passed on as one for a model with several outputs;
+    for a single-output model (Keras takes no mapping there, and a Sequential model
+    has no output names) the value of its one output is used.
+    """
     c = loaded.config.compile
     outputs = output_names(model)
     multi = len(outputs) > 1
@@ -165,41 +193,41 @@ def compile_args(loaded: LoadedConfig, model: keras.Model) -> dict[str, Any]:
         raise loaded.error(
             "compile needs a 'loss', e.g. loss: sparse_categorical_crossentropy", ("compile",)
         )
-    if isinstance(loss, dict) and multi and len(loss) > 1 or _per_output(loss, outputs):
-        _check_output_keys(loss, outputs, loaded, ("compile", "loss"))
-        args["loss"] = {
-            k: _object("loss", v, loaded, ("compile", "loss", k)) for k, v in loss.items()
+    if isinstance(loss, dict) and not _is_component(loss, outputs):
+        losses = {
+            k: _object("loss", v, loaded, ("compile", "loss", k))
+            for k, v in _by_output(loss, outputs, loaded, ("compile", "loss")).items()
         }
+        args["loss"] = losses if multi else next(iter(losses.values()))
     else:
         args["loss"] = _object("loss", loss, loaded, ("compile", "loss"))
 
     metrics = c.metrics
     if isinstance(metrics, dict):
-        if not multi:
-            raise loaded.error(
-                "metrics per output need a model with several outputs; give a list",
-                ("compile", "metrics"),
-            )
-        _check_output_keys(metrics, outputs, loaded, ("compile", "metrics"))
-        args["metrics"] = {
+        by_output = {
             k: [
                 _object("metric", m, loaded, ("compile", "metrics", k, i))
                 for i, m in enumerate(v if isinstance(v, list) else [v])
             ]
-            for k, v in metrics.items()
+            for k, v in _by_output(metrics, outputs, loaded, ("compile", "metrics")).items()
         }
+        args["metrics"] = by_output if multi else next(iter(by_output.values()), [])
     elif metrics:
         args["metrics"] = [
             _object("metric", m, loaded, ("compile", "metrics", i)) for i, m in enumerate(metrics)
         ]
 
-    if c.loss_weights is not None:
-        if isinstance(c.loss_weights, dict):
-            _check_output_keys(c.loss_weights, outputs, loaded, ("compile", "loss_weights"))
-        elif len(c.loss_weights) != len(outputs):
+    weights = c.loss_weights
+    if weights is not None:
+        if isinstance(weights, dict):
+            weights = _by_output(weights, outputs, loaded, ("compile", "loss_weights"))
+            if not multi:
+                weights = list(weights.values()) or None
+        elif len(weights) != len(outputs):
             raise loaded.error(
-                f"loss_weights has {len(c.loss_weights)} values but the model has {len(outputs)} outputs",
+                f"loss_weights has {len(weights)} values but the model has {len(outputs)} outputs",
                 ("compile", "loss_weights"),
             )
-        args["loss_weights"] = c.loss_weights
+        if weights is not None:
+            args["loss_weights"] = weights
     return args
