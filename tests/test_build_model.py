@@ -7,6 +7,7 @@ ones build the models with `trainrun.build.model.build_model`.
 from __future__ import annotations
 
 import inspect
+import warnings
 from pathlib import Path
 
 import pytest
@@ -218,9 +219,7 @@ def test_required_arguments_match_every_application():
 
     for name in catalog.names("application"):
         fn = getattr(keras.applications, name)
-        needed = [
-            p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty
-        ]
+        needed = [p.name for p in inspect.signature(fn).parameters.values() if p.default is p.empty]
         assert catalog.required_params("application", name) == needed, name
 
 
@@ -262,8 +261,10 @@ def test_nested_objects_are_built_with_keras_get(tmp_path):
     assert dropout.rate == 0.5
     assert isinstance(out.kernel_initializer, keras.initializers.GlorotNormal)
     # What was built is saved and loaded like any Keras model.
-    model.save(tmp_path / "m.keras")
-    again = keras.saving.load_model(tmp_path / "m.keras")
+    with warnings.catch_warnings():  # TensorFlow's __array__ and NumPy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.save(tmp_path / "m.keras")
+        again = keras.saving.load_model(tmp_path / "m.keras")
     assert again.layers[1].activation.negative_slope == pytest.approx(0.1)
 
 
@@ -296,7 +297,7 @@ def test_wrapped_layers_and_reshape_shorthand(tmp_path):
     [
         ("Dropout: {rate: 2}", ["model.layers[1].Dropout", "rate", "line 6"]),
         ("Dropout: 2", ["model.layers[1].Dropout", "rate", "line 6"]),
-        ("Bidirectional: {layer: {LSTM: {units: 4, dropout: 3}}}", ["Bidirectional.layer.LSTM"]),
+        ("Bidirectional: {layer: {LSTM: {units: -4}}}", ["Bidirectional.layer.LSTM", "units"]),
     ],
 )
 def test_bad_values_are_one_line_with_the_place(tmp_path, item, needles):
@@ -325,7 +326,9 @@ def test_application_backbone_frozen_and_fine_tuned(tmp_path):
     assert isinstance(backbone, keras.Model)
     assert backbone.trainable is False
     assert len(model.trainable_weights) == 2  # the head only
-    model.save(tmp_path / "model.keras")
+    with warnings.catch_warnings():  # TensorFlow's __array__ and NumPy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model.save(tmp_path / "model.keras")
 
     second = tmp_path / "second.yaml"
     second.write_text(
@@ -343,7 +346,10 @@ def test_application_backbone_frozen_and_fine_tuned(tmp_path):
 def test_initial_weights_of_another_model_are_refused(tmp_path):
     import keras
 
-    keras.Sequential([keras.Input((784,)), keras.layers.Dense(3)]).save(tmp_path / "other.keras")
+    with warnings.catch_warnings():  # TensorFlow's __array__ and NumPy 2's copy keyword
+        warnings.simplefilter("ignore", DeprecationWarning)
+        other = keras.Sequential([keras.Input((784,)), keras.layers.Dense(3)])
+        other.save(tmp_path / "other.keras")
     path = tmp_path / "c.yaml"
     path.write_text(
         HEAD + "    - Input: {shape: [784]}\n    - Dense: 10\n"
@@ -354,3 +360,13 @@ def test_initial_weights_of_another_model_are_refused(tmp_path):
     text = str(info.value)
     assert "\n" not in text
     assert "model.initial_weights" in text
+
+
+@pytest.mark.slow  # imports Keras
+@pytest.mark.parametrize("kind", ["initializer", "regularizer", "constraint", "activation"])
+def test_every_name_keras_get_resolves_is_known_without_keras(kind):
+    import importlib
+
+    live = importlib.import_module(f"keras.src.{kind}s").ALL_OBJECTS_DICT
+    bases = {"Initializer", "Regularizer", "Constraint", "initializer", "regularizer", "constraint"}
+    assert set(live) - bases <= set(catalog.names(kind))

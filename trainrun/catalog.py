@@ -109,8 +109,15 @@ def names(kind: str) -> list[str]:
     found = _exports(API_PACKAGES[kind])
     if kind == "callback":
         return sorted(n for n in found if n not in _NOT_CONFIG_CALLBACKS)
-    if kind in ("initializer", "regularizer", "constraint", "activation"):
+    if kind == "activation":
         return sorted(n for n in found if n not in _NOT_CONFIG_NAMES)
+    if kind in ("initializer", "regularizer", "constraint"):
+        # What keras.<kind>s.get resolves: the exports, snake_case class names, aliases.
+        public = [n for n in found if n not in _NOT_CONFIG_NAMES]
+        origins = _origins(API_PACKAGES[kind])
+        snake = [_snake_case(n) for n in public if n[:1].isupper() and origins[n][1] == n]
+        aliases = [a for a in _registry_aliases(kind) if a in found or a.islower()]
+        return sorted({*public, *snake, *aliases})
     return sorted(found)
 
 

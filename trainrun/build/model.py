@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from typing import Any
 
 import keras
@@ -9,24 +11,137 @@ import keras
 from trainrun import catalog
 from trainrun.config import LoadedConfig, format_path
 from trainrun.errors import ConfigError, UnknownNameError
-from trainrun.registry import check_params, import_object, is_import_path, split_component
+from trainrun.registry import (
+    accepted_params,
+    arg_kind,
+    check_params,
+    component,
+    import_object,
+    is_import_path,
+    layer_kind,
+    split_component,
+)
 
 
-def _to_keras_config(value: Any) -> Any:
-    """Nested '{LSTM: {units: 8}}' arguments -> Keras' serialized form for from_config."""
-    if isinstance(value, dict) and len(value) == 1:
-        ((name, args),) = value.items()
-        if (
-            isinstance(name, str)
-            and name in catalog.names("layer")
-            and isinstance(args, dict | None)
-        ):
-            return {"class_name": name, "config": dict(args or {}), "module": "keras.layers"}
-    return value
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__
+
+
+def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError:
+    """An error raised with a key path only, given the file and line of `path`'s item."""
+    if exc.file:
+        return exc
+    return exc.locate(file=loaded.file, line=loaded.line_of(path))
+
+
+_KERAS_MODULES = {
+    "initializer": "initializers",
+    "regularizer": "regularizers",
+    "constraint": "constraints",
+    "activation": "activations",
+}
+
+
+def _resolve_object(kind: str, value: Any, *, loaded: LoadedConfig, path: tuple) -> Any:
+    """A layer argument naming a Keras object -> the object, via keras.<kind>s.get."""
+    where = format_path(path)
+    try:
+        found = component(kind, value)
+    except ValueError as exc:
+        raise loaded.error(str(exc), path) from None
+    if found is None:
+        return value  # a number, or an object Keras takes as it is
+    name, args = found
+    if kind == "layer" or (kind == "activation" and name[:1].isupper() and layer_kind(name)):
+        return build_layer({name: args}, loaded=loaded, path=path)
+    if is_import_path(name):
+        target = import_object(name, base_dir=loaded.base_dir, what=kind, path=where)
+        if not args and not inspect.isclass(target):
+            return target  # a function: an activation, an initializer...
+        check_params(target, args, what=f"{kind} '{name}'", path=f"{where}.{name}")
+        try:
+            return target(**args)
+        except (TypeError, ValueError) as exc:
+            raise loaded.error(f"invalid {kind} '{name}': {_first_line(exc)}", path) from None
+    module = getattr(keras, _KERAS_MODULES[kind])
+    known = catalog.names(kind)
+    target = None
+    if name in known or not known:
+        # Aliases such as 'normal' live only in Keras' registry, not as attributes.
+        registry = getattr(importlib.import_module(f"keras.src.{kind}s"), "ALL_OBJECTS_DICT", {})
+        target = getattr(module, name, None) or registry.get(name)
+    if target is None:
+        raise UnknownNameError(kind, name, known, path=where).locate(
+            file=loaded.file, line=loaded.line_of(path)
+        )
+    if kind == "activation":
+        if args:
+            raise loaded.error(
+                f"activation '{name}' is a function and takes no arguments here; give a layer "
+                "instead, e.g. {LeakyReLU: {negative_slope: 0.1}}",
+                path,
+            )
+        return name  # Keras serializes a built-in activation by its name
+    try:
+        check_params(target, args, what=f"{kind} '{name}'", path=f"{where}.{name}")
+    except ConfigError as exc:
+        raise _located(loaded, exc, path) from None
+    try:
+        return module.get({"class_name": name, "config": args} if args else name)
+    except (TypeError, ValueError) as exc:
+        raise loaded.error(f"invalid {kind} '{name}': {_first_line(exc)}", path) from None
+
+
+def _resolve_args(args: dict[str, Any], *, loaded: LoadedConfig, path: tuple) -> dict[str, Any]:
+    """Arguments of a layer with their nested objects (initializers, layers ...) built."""
+    out = {}
+    for key, value in args.items():
+        kind = arg_kind(key)
+        if kind is None or value is None:
+            out[key] = value
+        elif kind == "layer" and isinstance(value, list):
+            out[key] = [
+                _resolve_object(kind, item, loaded=loaded, path=(*path, key, i))
+                for i, item in enumerate(value)
+            ]
+        else:
+            out[key] = _resolve_object(kind, value, loaded=loaded, path=(*path, key))
+    return out
+
+
+def _application(
+    name: str, args: dict[str, Any], *, loaded: LoadedConfig, path: tuple
+) -> keras.Model:
+    """A keras.applications model (MobileNetV2 ...) used as a layer; `trainable` set on it."""
+    fn = getattr(keras.applications, name)
+    where = (*path, name)
+    trainable = args.pop("trainable", None)
+    if "name" in args and "name" not in accepted_params(fn)[0]:
+        args.pop("name")
+    try:
+        check_params(fn, args, what=f"application '{name}'", path=format_path(where))
+    except ConfigError as exc:
+        raise _located(loaded, exc, where) from None
+    try:
+        model = fn(**args)
+    except (TypeError, ValueError) as exc:
+        raise loaded.error(f"invalid arguments for '{name}': {_first_line(exc)}", where) from None
+    except Exception as exc:  # the weights download (weights: imagenet) failing
+        raise loaded.error(
+            f"cannot build '{name}': {type(exc).__name__}: {_first_line(exc)}", where
+        ) from None
+    if trainable is not None:
+        model.trainable = bool(trainable)
+    return model
 
 
 def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | None = None) -> Any:
-    """One layer from 'Name', {Name: {args}} or an import path, via keras.layers.deserialize."""
+    """One layer from 'Name', {Name: {args}} or an import path, its class called directly.
+
+    Nested objects in the arguments (`kernel_regularizer: {L2: {l2: 1.0e-4}}`, a
+    wrapper's `layer`) are built first with Keras' own `get` functions.
+    """
     layer_name, args = split_component(spec)
     where = format_path(path)
     if name is not None:
@@ -34,13 +149,18 @@ def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | Non
     if is_import_path(layer_name):
         cls = import_object(layer_name, base_dir=loaded.base_dir, what="layer", path=where)
         check_params(cls, args, what=f"layer '{layer_name}'", path=f"{where}.{layer_name}")
+        args = _resolve_args(args, loaded=loaded, path=(*path, layer_name))
         try:
             return cls(**args)
         except (TypeError, ValueError) as exc:
-            raise loaded.error(f"invalid arguments for layer '{layer_name}': {exc}", path) from None
+            raise loaded.error(
+                f"invalid arguments for layer '{layer_name}': {_first_line(exc)}", path
+            ) from None
     if layer_name == "Input":
         check_params(keras.Input, args, what="'Input'", path=f"{where}.Input")
         return keras.Input(**args)
+    if layer_kind(layer_name) == "application":
+        return _application(layer_name, args, loaded=loaded, path=path)
     cls = getattr(keras.layers, layer_name, None)
     if not isinstance(cls, type) or not issubclass(cls, keras.layers.Layer):
         raise UnknownNameError("layer", layer_name, catalog.names("layer"), path=where).locate(
@@ -52,13 +172,16 @@ def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | Non
         raise exc.locate(
             file=loaded.file, line=loaded.line_of((*path, layer_name, *exc.path.split(".")[-1:]))
         ) from None
-    config = {k: _to_keras_config(v) for k, v in args.items()}
+    args = _resolve_args(args, loaded=loaded, path=(*path, layer_name))
     try:
-        return keras.layers.deserialize(
-            {"class_name": layer_name, "config": config, "module": "keras.layers"}
-        )
-    except (TypeError, ValueError, KeyError) as exc:
-        raise loaded.error(f"invalid arguments for layer '{layer_name}': {exc}", path) from None
+        return cls(**args)
+    except (TypeError, ValueError) as exc:
+        # Keras checks values in the constructor ("Invalid value received for argument
+        # `rate`..."): its first line, placed at the layer's item.
+        raise loaded.error(
+            f"invalid arguments for layer '{layer_name}': {_first_line(exc)}",
+            (*path, layer_name),
+        ) from None
 
 
 def _sequential(loaded: LoadedConfig) -> keras.Model:
@@ -160,12 +283,31 @@ def _from_file(loaded: LoadedConfig) -> keras.Model:
         ) from None
 
 
+def _load_initial_weights(loaded: LoadedConfig, model: keras.Model) -> None:
+    """model.initial_weights: an earlier run's weights, to fine-tune from them."""
+    value = loaded.config.model.initial_weights
+    if value is None:
+        return
+    path = loaded.resolve_path(value)
+    try:
+        model.load_weights(path)
+    except Exception as exc:
+        raise loaded.error(
+            f"cannot load initial weights from {path.name} into this model "
+            f"(the layers must match the model that saved them): {_first_line(exc)}",
+            ("model", "initial_weights"),
+        ) from None
+
+
 def build_model(loaded: LoadedConfig) -> keras.Model:
     m = loaded.config.model
     if m.layers is not None:
-        return _sequential(loaded)
-    if m.graph is not None:
-        return _functional(loaded)
-    if m.builder is not None:
-        return _builder(loaded)
-    return _from_file(loaded)
+        model = _sequential(loaded)
+    elif m.graph is not None:
+        model = _functional(loaded)
+    elif m.builder is not None:
+        model = _builder(loaded)
+    else:
+        model = _from_file(loaded)
+    _load_initial_weights(loaded, model)
+    return model
