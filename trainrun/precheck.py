@@ -111,13 +111,21 @@ _APPLICATION_HINT = (
 
 
 def _check_required(loaded: LoadedConfig, kind: str, name: str, args: dict, where: tuple) -> None:
-    missing = [p for p in catalog.required_params(kind, name) or [] if p not in args]
-    if missing:
-        sig = catalog.signature(kind, name)
-        raise loaded.error(
-            f"{kind} '{name}' needs {' and '.join(repr(p) for p in missing)}: {sig.render() if sig else name}",
-            where,
-        )
+    required = catalog.required_params(kind, name) or []
+    missing = [p for p in required if p not in args]
+    if not missing:
+        return
+    for key in args:  # 'unitz' given for 'units': the misspelling is the mistake
+        if did_you_mean(key, missing) and key not in (catalog.signature(kind, name).param_names):
+            raise loaded.error(
+                f"unknown parameter '{key}' for {kind} '{name}'" + did_you_mean(key, missing),
+                (*where, key),
+            )
+    raise loaded.error(
+        f"{kind} '{name}' needs {' and '.join(repr(p) for p in missing)} "
+        f"(its required parameters: {', '.join(required)}), e.g. {name}: {{{missing[0]}: ...}}",
+        where,
+    )
 
 
 def _check_params(loaded: LoadedConfig, kind: str, name: str, args: dict, where: tuple) -> None:
