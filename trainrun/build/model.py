@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import re
 from typing import Any
 
 import keras
@@ -24,8 +25,15 @@ from trainrun.registry import (
 
 
 def _first_line(exc: BaseException) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[0] if lines else type(exc).__name__
+    """The line of a Keras message that says what is wrong (not 'Exception encountered...')."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))  # Keras bolds some messages
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    said = [
+        line
+        for line in lines
+        if not line.startswith(("Exception encountered", "Arguments received"))
+    ]
+    return (said or lines or [type(exc).__name__])[0]
 
 
 def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError:
@@ -194,7 +202,9 @@ def _sequential(loaded: LoadedConfig) -> keras.Model:
     try:
         return keras.Sequential(built, name=_safe_name(name))
     except (TypeError, ValueError) as exc:
-        raise loaded.error(f"the layers do not form a model: {exc}", ("model", "layers")) from None
+        raise loaded.error(
+            f"the layers do not form a model: {_first_line(exc)}", ("model", "layers")
+        ) from None
 
 
 def _safe_name(name: str) -> str:
