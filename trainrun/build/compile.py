@@ -6,7 +6,7 @@ from typing import Any
 
 import keras
 
-from trainrun import catalog
+from trainrun import catalog, custom
 from trainrun.config import LoadedConfig
 from trainrun.errors import ConfigError, UnknownNameError, did_you_mean
 from trainrun.registry import check_params, import_object, is_import_path, split_component
@@ -183,6 +183,8 @@ def compile_args(loaded: LoadedConfig, model: keras.Model) -> dict[str, Any]:
     for a single-output model (Keras takes no mapping there, and a Sequential model
     has no output names) the value of its one output is used.
     """
+    # Before anything is saved, so that a checkpoint or model.keras can be loaded again.
+    custom.register_config_objects(loaded)
     c = loaded.config.compile
     outputs = output_names(model)
     multi = len(outputs) > 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import importlib
 import math
 import re
 import string
@@ -31,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainrun import custom
 from trainrun.config import LoadedConfig
 from trainrun.engine.session import monitor_mode
 from trainrun.errors import RunDirError, TrainrunError
@@ -218,40 +218,13 @@ def choose_checkpoint(run: RunDir, loaded: LoadedConfig, which: str) -> Checkpoi
 # ---------------------------------------------------------------- loading
 
 
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
-
-
-def _import_paths(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value] if _IMPORT_PATH.match(value) else []
-    if isinstance(value, dict):
-        return [p for k, v in value.items() for p in (*_import_paths(k), *_import_paths(v))]
-    if isinstance(value, list):
-        return [p for v in value for p in _import_paths(v)]
-    return []
-
-
-def _import_custom_modules(loaded: LoadedConfig) -> list[str]:
-    """Import the modules the model and compile sections name, so that objects they
-    register with keras.saving.register_keras_serializable are known when loading.
-    Returns the ones that failed, for the error message if loading fails."""
-    sections = loaded.config.model_dump(include={"model", "compile"})
-    failed = []
-    for spec in dict.fromkeys(_import_paths(sections)):
-        module = spec.partition(":")[0]
-        try:
-            importlib.import_module(module)
-        except ImportError as exc:
-            failed.append(f"{module} ({exc})")
-    return failed
-
-
 def load_model(run: RunDir, loaded: LoadedConfig, checkpoint: Checkpoint) -> Any:
     """The keras.Model saved in `checkpoint`, compiled as it was trained."""
     import keras
 
-    with config_dir_on_path(loaded.base_dir):
-        failed = _import_custom_modules(loaded)
+    # The objects the config names by import path, imported and registered again.
+    objects, failed = custom.collect(loaded)
+    with config_dir_on_path(loaded.base_dir), keras.saving.custom_object_scope(objects):
         try:
             if checkpoint.path.name.endswith(".weights.h5"):
                 if not run.model_file.is_file():
@@ -271,11 +244,13 @@ def load_model(run: RunDir, loaded: LoadedConfig, checkpoint: Checkpoint) -> Any
             damage = _damage(path)
             if damage:
                 raise RunDirError(f"cannot load {path}: {damage}") from exc
+            if failed:
+                raise RunDirError(
+                    f"cannot load {checkpoint.path}: {custom.failed_imports(loaded, failed)}"
+                ) from exc
             text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            extra = f"; these modules of the config failed to import: {', '.join(failed)}"
             raise RunDirError(
                 f"cannot load {checkpoint.path}: {type(exc).__name__}: {text}"
-                + (extra if failed else "")
             ) from exc
     return model
 
