@@ -6,7 +6,9 @@ errors stay fast. Heavy modules are imported inside the commands that train.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -63,6 +65,7 @@ def _options(
     ] = False,
 ) -> None:
     """Config-driven training runner for Keras: YAML in, a complete, resumable run directory out."""
+
 
 RunsDir = Annotated[
     Path, typer.Option("--runs-dir", metavar="DIR", help="Where run directories live.")
@@ -138,7 +141,13 @@ def fit(
     except TrainrunError as exc:
         fail(exc)
     except KeyboardInterrupt:
-        err_console.print("interrupted before training started; nothing to resume")
+        # Once training starts, a signal is handled by the engine (state saved, exit 130);
+        # before that, start-up is abandoned and its run directory removed.
+        err_console.print(
+            "error: interrupted before training started; no run directory was left, "
+            "nothing to resume",
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     raise typer.Exit(outcome.exit_code)
 
@@ -170,6 +179,10 @@ def resume(
     except TrainrunError as exc:
         fail(exc)
     except KeyboardInterrupt:
+        err_console.print(
+            f"error: interrupted before training resumed; run {run} is as it was",
+            soft_wrap=True,
+        )
         raise typer.Exit(130) from None
     raise typer.Exit(outcome.exit_code)
 
@@ -372,7 +385,16 @@ def show(run: RunRef, runs_dir: RunsDir = Path("runs")) -> None:
         fail(exc)
 
 
+def _exit_at_once(signum: int, frame: object) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):  # a flush it interrupted may refuse a second one
+            stream.flush()
+    os._exit(130)
+
+
 def main() -> None:
+    # SIGTERM as Ctrl-C: a command stops with its message, not silently with 143.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         app()
     except KeyboardInterrupt:
@@ -381,6 +403,10 @@ def main() -> None:
         code = exc.code
     else:
         code = 0
+    # The command is done and its files are written: a Ctrl-C now (during the
+    # flush at exit, say) means leave at once, without a traceback.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, _exit_at_once)
     if "tensorflow" in sys.modules and isinstance(code, int | None):
         from trainrun.tfimport import exit_now
 

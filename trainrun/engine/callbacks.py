@@ -12,9 +12,12 @@ train begin it re-applies restored state after the others have reset theirs.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import keras
@@ -23,6 +26,7 @@ import numpy as np
 import trainrun
 from trainrun.console import Reporter
 from trainrun.engine import state as st
+from trainrun.errors import RunError
 
 
 def _float(value: Any) -> float:
@@ -38,6 +42,100 @@ def current_lr(optimizer: Any) -> float:
 
 class Interrupted(Exception):  # noqa: N818 - a signal, not a failure
     """Raised from a callback after state is saved, to leave fit at once."""
+
+
+# ---------------------------------------------------------------- a full disk
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+# TensorFlow's own file writes (TensorBoard events) report a full disk in their text.
+NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded")
+
+
+def no_space(exc: BaseException | None) -> bool:
+    """Whether `exc`, or an exception it was raised from, is a full disk (or quota)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            return True
+        if any(text in str(exc) for text in NO_SPACE_TEXT):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def written_file(exc: BaseException) -> str | None:
+    """The file a failed write was writing, as `writing` recorded it (or the OS named it)."""
+    return getattr(exc, "trainrun_file", None) or getattr(exc, "filename", None)
+
+
+@contextlib.contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Name `path` on an error raised while writing it: a failed write() names no file,
+    and a failed temp file would be named by its temp name. The innermost name wins."""
+    try:
+        yield
+    except Exception as exc:
+        if getattr(exc, "trainrun_file", None) is None:
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.trainrun_file = str(path)  # type: ignore[attr-defined]
+        raise
+
+
+def callback_file(callback: Any) -> str | None:
+    """What a callback writes (CSVLogger's file, ModelCheckpoint's, TensorBoard's dir)."""
+    for attr in ("filename", "filepath", "log_dir", "backup_dir"):
+        value = getattr(callback, attr, None)
+        if isinstance(value, str | Path):
+            return str(value)
+    log = getattr(getattr(callback, "reporter", None), "log", None)  # ProgressBridge: train.log
+    return str(log.path) if log is not None else None
+
+
+class LossNotFinite(RunError):
+    """The training loss became NaN or infinite, and no TerminateOnNaN was listed."""
+
+    def __init__(self, value: float, epoch: int, step: int | None) -> None:
+        self.epoch, self.step = epoch, step
+        what = "NaN" if math.isnan(value) else "infinite"
+        at = f"epoch {epoch + 1}" + (f" (step {step})" if step else "")
+        super().__init__(
+            f"loss became {what} at {at}; lower the learning rate or add TerminateOnNaN; "
+            "the run's last finite state is kept (nothing after it was saved)"
+        )
+
+
+class NanGuard(keras.callbacks.Callback):
+    """Fails a run whose loss is NaN or infinite, before any other callback sees it.
+
+    First in the callback list, so that no CSVLogger row, ModelCheckpoint file,
+    resume state or final model is written from a diverged model. The loss is
+    read where StateKeeper and the progress display read it anyway (once per
+    execution), so the check costs nothing more. Not used when the config lists
+    TerminateOnNaN: that callback's own stop is then the user's choice.
+    """
+
+    def __init__(self, start_step: int = 0) -> None:
+        super().__init__()
+        self.start_step = start_step
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._check((logs or {}).get("loss"), self.start_step + batch + 1)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.start_step = 0
+        self._check((logs or {}).get("loss"), None)
+
+    def _check(self, value: Any, step: int | None) -> None:
+        if value is None:
+            return
+        loss = _float(value)
+        if not math.isfinite(loss):
+            raise LossNotFinite(loss, self.epoch, step)
 
 
 class LearningRateLogger(keras.callbacks.Callback):
@@ -150,7 +248,8 @@ class StateKeeper(keras.callbacks.Callback):
         if self.store is None:
             return
         t0 = time.perf_counter()
-        self.store.save(self.snapshot(epoch, step))
+        with writing(self.store.dir):
+            self.store.save(self.snapshot(epoch, step))
         t1 = time.perf_counter()
         self.save_seconds += t1 - t0
         self.saves += 1
@@ -214,7 +313,8 @@ class StateKeeper(keras.callbacks.Callback):
         # TensorBoard buffers events for up to two minutes; a kill would lose them.
         for cb in self.callbacks:
             for writer in getattr(cb, "_writers", {}).values():
-                writer.flush()
+                with writing(callback_file(cb) or "TensorBoard's log_dir"):
+                    writer.flush()
         row = {"epoch": epoch, **{k: _float(v) for k, v in (logs or {}).items()}}
         self.history.append(row)
         self.start_step = 0
@@ -244,7 +344,8 @@ TIMED_HOOKS = (
 
 
 def time_hooks(callback: Any, seconds: dict[str, float]) -> None:
-    """Add the time `callback`'s hooks take to ``seconds[<its class name>]``."""
+    """Add the time `callback`'s hooks take to ``seconds[<its class name>]``; a write
+    that fails in a hook is named after the callback's file."""
     name = type(callback).__name__
     seconds.setdefault(name, 0.0)
     for hook in TIMED_HOOKS:
@@ -254,6 +355,11 @@ def time_hooks(callback: Any, seconds: dict[str, float]) -> None:
             t0 = time.perf_counter()
             try:
                 return _method(*args, **kwargs)
+            except Exception as exc:
+                if no_space(exc) and written_file(exc) is None:
+                    with contextlib.suppress(AttributeError, TypeError):
+                        exc.trainrun_file = callback_file(callback)  # type: ignore[attr-defined]
+                raise
             finally:
                 seconds[name] += time.perf_counter() - t0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -12,8 +13,9 @@ from pathlib import Path
 from trainrun.config import LoadedConfig, dump_config, load_config, with_seed
 from trainrun.console import Reporter
 from trainrun.engine import runtime
+from trainrun.engine.callbacks import no_space, writing, written_file
 from trainrun.engine.session import Outcome, Session, run_session
-from trainrun.errors import RunDirError, TrainrunError
+from trainrun.errors import RunDirError, RunError, TrainrunError
 from trainrun.runs.rundir import RunDir, now
 
 
@@ -142,23 +144,125 @@ def fit(
     session = Session(loaded, run, reporter, device=device, rt=rt)
     try:
         session.prepare()
-    except BaseException:
-        shutil.rmtree(run.path, ignore_errors=True)
-        if not rt.is_chief:
-            with contextlib.suppress(OSError):
-                run.path.parent.rmdir()  # runs/<id>/ made for this worker only
-        raise
-    run.write_config(dump_config(loaded))
-    run.write_info(_info(session, loaded, run))
-    reporter.attach_log(run.train_log)
-    try:
-        _report_start(reporter, session, "fit")
+        with writing(run.config_file):
+            run.write_config(dump_config(loaded))
+        with writing(run.run_json):
+            run.write_info(_info(session, loaded, run))
+        with writing(run.train_log):
+            reporter.attach_log(run.train_log)
+            _report_start(reporter, session, "fit")
         run.acquire()
+    except BaseException as exc:
+        # Start-up failed or was interrupted (Ctrl-C, SIGTERM): no half-made run is left.
+        _remove_run(run, rt, reporter)
+        if isinstance(exc, Exception) and not isinstance(exc, TrainrunError):
+            _startup_write_error(exc)
+        raise
+    try:
         outcome = run_session(session, fresh=True)
         return _finish(reporter, session, outcome, time.perf_counter() - started), run
     finally:
         run.release()
         reporter.detach_log()
+
+
+def _remove_run(run: RunDir, rt: runtime.Runtime, reporter: Reporter) -> None:
+    """Remove a run directory that start-up made; a second Ctrl-C cannot cut this short."""
+    old = {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with contextlib.suppress(Exception):
+            reporter.detach_log()
+        run.release()
+        shutil.rmtree(run.path, ignore_errors=True)
+        if not rt.is_chief:
+            with contextlib.suppress(OSError):
+                run.path.parent.rmdir()  # runs/<id>/ made for this worker only
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _startup_write_error(exc: Exception) -> None:
+    """A run directory that could not be written at start: one message, not a traceback."""
+    if no_space(exc):
+        raise RunError(
+            f"disk full while writing {written_file(exc)}: free space and run the same "
+            "trainrun fit again (no run directory was left)"
+        ) from None
+    if isinstance(exc, OSError) and written_file(exc):
+        raise RunError(
+            f"cannot write {written_file(exc)}: {exc.strerror or exc}; no run directory was left"
+        ) from None
+
+
+def _start_resume(
+    run: RunDir, *, epochs: int | None, device: str | None, reporter: Reporter
+) -> Session:
+    """Load, check and restore a run under its lock; record the resume in run.json."""
+    info = run.read_info()  # read under the lock: no other process changes it now
+    overrides = [f"fit.epochs={epochs}"] if epochs is not None else []
+    loaded = load_config(run.config_file, overrides)
+    if loaded.config.seed is None:
+        raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
+    run.check_resumable(info, epochs)
+    status = info.get("status")
+    session = Session(loaded, run, reporter, device=device, resuming=True)
+    session.prepare()
+    restored = session.restore(info)
+    _check_workers_agree(session)
+    if status == "stopped_early" and epochs is not None:
+        session.model.stop_training = False
+    if epochs is not None:
+        with writing(run.config_file):
+            run.write_config(dump_config(loaded))
+    with writing(run.train_log):
+        reporter.attach_log(run.train_log)
+        _report_start(reporter, session, "resume")
+    for note in session.restore_notes:
+        reporter.warn(note)
+    where = (
+        f"epoch {session.start_epoch + 1}, step {session.start_step}"
+        if restored
+        else "the start (no saved state)"
+    )
+    reporter.info(f"resuming from {where}")
+    resumes = [
+        *info.get("resumes", []),
+        {
+            "at": now(),
+            "from_epoch": session.start_epoch,
+            "from_step": session.start_step,
+            "previous_status": status,
+            "epochs": loaded.config.fit.epochs,
+            **({"repairs": session.restore_notes} if session.restore_notes else {}),
+        },
+    ]
+    with writing(run.run_json):
+        run.update_info(
+            status="running",
+            error=None,
+            finished=None,
+            pid=os.getpid(),
+            resumes=resumes,
+            epochs=loaded.config.fit.epochs,
+            devices=session.rt.devices,
+        )
+    return session
+
+
+def _resume_write_error(exc: Exception, run: RunDir) -> None:
+    """A run that could not be written while resuming: one message, not a traceback.
+    run.json is written atomically, so the run is as it was."""
+    if no_space(exc):
+        raise RunError(
+            f"disk full while writing {written_file(exc) or run.path}: free space and run "
+            f"trainrun resume {run.path} again"
+        ) from None
+    if isinstance(exc, OSError) and written_file(exc):
+        raise RunError(
+            f"cannot write {written_file(exc)}: {exc.strerror or exc}; fix that and run "
+            f"trainrun resume {run.path} again"
+        ) from None
 
 
 def resume(
@@ -174,51 +278,12 @@ def resume(
     run = RunDir.open(_worker_ref(ref, runs_dir), runs_dir)
     run.acquire()
     try:
-        info = run.read_info()  # read under the lock: no other process changes it now
-        overrides = [f"fit.epochs={epochs}"] if epochs is not None else []
-        loaded = load_config(run.config_file, overrides)
-        if loaded.config.seed is None:
-            raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
-        run.check_resumable(info, epochs)
-        status = info.get("status")
-        session = Session(loaded, run, reporter, device=device, resuming=True)
-        session.prepare()
-        restored = session.restore(info)
-        _check_workers_agree(session)
-        if status == "stopped_early" and epochs is not None:
-            session.model.stop_training = False
-        if epochs is not None:
-            run.write_config(dump_config(loaded))
-        reporter.attach_log(run.train_log)
-        _report_start(reporter, session, "resume")
-        for note in session.restore_notes:
-            reporter.warn(note)
-        where = (
-            f"epoch {session.start_epoch + 1}, step {session.start_step}"
-            if restored
-            else "the start (no saved state)"
-        )
-        reporter.info(f"resuming from {where}")
-        resumes = [
-            *info.get("resumes", []),
-            {
-                "at": now(),
-                "from_epoch": session.start_epoch,
-                "from_step": session.start_step,
-                "previous_status": status,
-                "epochs": loaded.config.fit.epochs,
-                **({"repairs": session.restore_notes} if session.restore_notes else {}),
-            },
-        ]
-        run.update_info(
-            status="running",
-            error=None,
-            finished=None,
-            pid=os.getpid(),
-            resumes=resumes,
-            epochs=loaded.config.fit.epochs,
-            devices=session.rt.devices,
-        )
+        try:
+            session = _start_resume(run, epochs=epochs, device=device, reporter=reporter)
+        except Exception as exc:
+            if not isinstance(exc, TrainrunError):
+                _resume_write_error(exc, run)
+            raise
         outcome = run_session(session, fresh=False)
         return _finish(reporter, session, outcome, time.perf_counter() - started), run
     finally:

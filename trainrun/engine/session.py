@@ -15,6 +15,7 @@ import io
 import math
 import os
 import signal
+import sys
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -38,9 +39,13 @@ from trainrun.engine import state as st
 from trainrun.engine.callbacks import (
     Interrupted,
     LearningRateLogger,
+    NanGuard,
     OneRun,
     ProgressBridge,
     StateKeeper,
+    no_space,
+    writing,
+    written_file,
 )
 from trainrun.errors import ConfigError, RunDirError, RunError
 from trainrun.runs.files import write_atomic
@@ -64,7 +69,13 @@ class Outcome:
 
 
 class InterruptFlag:
-    """SIGINT/SIGTERM -> finish the step, save, exit 130. A second Ctrl-C exits at once."""
+    """SIGINT/SIGTERM -> finish the step, save, exit 130. A second Ctrl-C exits at once.
+
+    Held from the start of training until the outcome is in run.json, the final
+    model's save included, so that a signal never cuts those writes. Once a signal
+    has come, every later one exits at once, also after this context has ended
+    (a second Ctrl-C while the process prints its summary or flushes at exit).
+    """
 
     def __init__(self, on_hard_exit: Any) -> None:
         self.raised = False
@@ -78,7 +89,7 @@ class InterruptFlag:
         if self.raised:
             with contextlib.suppress(Exception):
                 self.on_hard_exit()
-            os._exit(130)
+            exit_at_once()
         self.raised = True
 
     def __enter__(self) -> InterruptFlag:
@@ -88,7 +99,19 @@ class InterruptFlag:
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            signal.signal(sig, _exit_on_signal if self.raised else old)
+
+
+def exit_at_once() -> None:
+    """Leave now with 130: what is on disk is consistent, only buffered output is flushed."""
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(130)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    exit_at_once()
 
 
 @dataclass
@@ -238,7 +261,8 @@ class Session:
     def _on_save(self) -> None:
         if not self._state_recorded:  # once a session: a run with progress must not restart
             self._state_recorded = True
-            self.run.update_info(state_saved=True)
+            with writing(self.run.run_json):
+                self.run.update_info(state_saved=True)
 
     # ------------------------------------------------------------ datasets
     def _train_data(
@@ -278,8 +302,6 @@ class Session:
     def train(self, interrupted: InterruptFlag) -> Outcome:
         cfg = self.loaded.config
         epochs = cfg.fit.epochs
-        if self.start_epoch >= epochs:
-            return Outcome("completed")
         epoch_var = tf.Variable(self.start_epoch, dtype=tf.int64, trainable=False)
         # Every worker saves (saving reads synchronised variables: a collective), each
         # into its own run directory; a non-chief's is <chief run>/<task>/.
@@ -307,9 +329,23 @@ class Session:
         progress = ProgressBridge(
             self.reporter, epochs, self.steps_per_epoch, self.start_step, self.timing
         )
-        run_callbacks = OneRun(
-            [LearningRateLogger(), *self.callbacks, progress, keeper], self.model
+        # A NaN loss fails the run unless the user chose TerminateOnNaN's stop.
+        guard = (
+            []
+            if any(isinstance(cb, keras.callbacks.TerminateOnNaN) for cb in self.callbacks)
+            else [NanGuard(self.start_step)]
         )
+        run_callbacks = OneRun(
+            [*guard, LearningRateLogger(), *self.callbacks, progress, keeper], self.model
+        )
+        self.keeper = keeper
+        if self.start_epoch >= epochs:
+            # Every epoch was trained and saved, but the run ended before its end
+            # (killed, or the final model could not be written): the callbacks'
+            # on_train_end (EarlyStopping's restore_best_weights) is still due.
+            run_callbacks.on_train_begin()
+            run_callbacks.finish()
+            return self._outcome()
         validation = self._validation_data()
         fit_kw = {
             "validation_data": validation,
@@ -322,7 +358,6 @@ class Session:
             "shuffle": False,  # the pipeline shuffles, in an order resume can reproduce
             "verbose": 0,
         }
-        self.keeper = keeper
         self.reporter.start_training(
             initial_epoch=self.start_epoch, epochs=epochs, steps=self.steps_per_epoch
         )
@@ -361,20 +396,33 @@ class Session:
             self.timing["callbacks_s"] = {
                 name: round(seconds, 4) for name, seconds in run_callbacks.seconds.items()
             }
-        if _nan_stopped(self):
-            return Outcome(
-                "failed", error="loss became NaN; training stopped (TerminateOnNaN)", exit_code=1
+        return self._outcome()
+
+    def _outcome(self) -> Outcome:
+        if _nan_stopped(self):  # only with TerminateOnNaN listed: NanGuard fails the run first
+            nan = next(
+                (r["epoch"] + 1 for r in self.history if not math.isfinite(r.get("loss", 0.0))),
+                None,
             )
-        stopped = len(self.history) and self.history[-1]["epoch"] + 1 < epochs
+            at = f" at epoch {nan}" if nan else ""
+            return Outcome(
+                "failed",
+                error=f"loss became NaN{at}; training stopped (TerminateOnNaN)",
+                exit_code=1,
+            )
+        stopped = (
+            len(self.history) and self.history[-1]["epoch"] + 1 < self.loaded.config.fit.epochs
+        )
         return Outcome("stopped_early" if stopped else "completed")
 
     def _on_epoch(self, epoch: int, row: dict[str, Any]) -> None:
-        self.run.update_info(
-            epochs_done=epoch + 1,
-            best=self.best(),
-            updated=now(),
-            train_seconds=round(self.train_seconds(), 3),
-        )
+        with writing(self.run.run_json):
+            self.run.update_info(
+                epochs_done=epoch + 1,
+                best=self.best(),
+                updated=now(),
+                train_seconds=round(self.train_seconds(), 3),
+            )
 
     def best(self) -> dict[str, Any] | None:
         rows = [r for r in self.history if self.monitor in r and math.isfinite(r[self.monitor])]
@@ -512,10 +560,11 @@ def _atomic_saves(model: Any) -> None:
             target = Path(str(filepath))
             tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
             try:
-                result = save(str(tmp), *args, **kwargs)
-                with open(tmp, "rb") as f:
-                    os.fsync(f.fileno())
-                os.replace(tmp, target)
+                with writing(target):
+                    result = save(str(tmp), *args, **kwargs)
+                    with open(tmp, "rb") as f:
+                        os.fsync(f.fileno())
+                    os.replace(tmp, target)
             finally:
                 with contextlib.suppress(OSError):
                     tmp.unlink()
@@ -552,8 +601,53 @@ def failure_message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}{where}"
 
 
+def disk_full_message(session: Session, exc: BaseException) -> str:
+    """'disk full while writing <file>: free space and run trainrun resume <run>'."""
+    where = written_file(exc) or str(session.run.path)
+    if session.loaded.config.outputs.state:
+        then = f"trainrun resume {session.run.path}"
+    else:  # no resume state: the run can only be trained again
+        then = f"trainrun fit {session.run.config_file} (outputs.state is false: no resume)"
+    return f"disk full while writing {where}: free space and run {then}"
+
+
+def _failure(session: Session, exc: BaseException) -> Outcome:
+    """The outcome of an exception that ended training or its final writes."""
+    if isinstance(exc, RunError):
+        return Outcome("failed", error=exc.message, exit_code=1)
+    if no_space(exc):
+        # The traceback says no more than the message; train.log may be unwritable now.
+        _drop_log(session.reporter)
+        return Outcome("failed", error=disk_full_message(session, exc), exit_code=1)
+    with contextlib.suppress(OSError):
+        session.reporter.to_log(traceback.format_exc())
+    if isinstance(exc, OSError) and written_file(exc):
+        why = exc.strerror or str(exc)
+        return Outcome(
+            "failed",
+            error=f"cannot write {written_file(exc)}: {why}; fix that and run "
+            f"trainrun resume {session.run.path}",
+            exit_code=1,
+        )
+    return Outcome("failed", error=failure_message(exc), exit_code=1)
+
+
+def _drop_log(reporter: Reporter) -> None:
+    """Stop writing train.log (its disk is full): what it buffered cannot be written."""
+    with contextlib.suppress(Exception):
+        reporter.detach_log()
+    reporter.log = None
+
+
 def run_session(session: Session, *, fresh: bool) -> Outcome:
-    """Train and record the outcome in run.json and train.log. Shared by fit and resume."""
+    """Train, save the final model and record the outcome in run.json and train.log.
+    Shared by fit and resume.
+
+    Nothing here leaves a traceback: a failure becomes a `failed` outcome with its
+    cause (a full disk named with the file it was writing). When run.json itself
+    cannot be written, it keeps saying `running` with this process's pid, which
+    `trainrun runs` shows as killed once the process is gone: resumable either way.
+    """
     run = session.run
     session.train_started = time.perf_counter()
 
@@ -561,28 +655,42 @@ def run_session(session: Session, *, fresh: bool) -> Outcome:
         run.update_info(status="interrupted", finished=now(), pid=None)
 
     outcome: Outcome
-    with InterruptFlag(mark_interrupted) as flag, session.reporter.capture_output():
+    with InterruptFlag(mark_interrupted) as flag:
+        with session.reporter.capture_output():
+            try:
+                outcome = session.train(flag)
+            except Exception as exc:  # a failure at run time: user code, OOM, bad labels
+                outcome = _failure(session, exc)
+        # The clock stops with training (the final model's save is not training time).
+        session.train_seconds_before, session.train_started = session.train_seconds(), None
+        if outcome.status in ("completed", "stopped_early"):
+            try:
+                with writing(run.model_file):
+                    session.save_final_model()
+            except Exception as exc:
+                outcome = _failure(session, exc)
+        if flag() and outcome.status in ("completed", "stopped_early"):
+            # Ctrl-C after the last epoch: nothing was left to interrupt.
+            session.reporter.warn(
+                "interrupted after the last epoch; the run had finished and is saved"
+            )
+        keeper = getattr(session, "keeper", None)
         try:
-            outcome = session.train(flag)
-        except RunError as exc:
-            outcome = Outcome("failed", error=exc.message, exit_code=1)
-        except Exception as exc:  # a failure at run time: user code, OOM, bad labels
-            session.reporter.to_log(traceback.format_exc())
-            outcome = Outcome("failed", error=failure_message(exc), exit_code=1)
-    # The clock stops with training (the final model's save is not training time).
-    session.train_seconds_before, session.train_started = session.train_seconds(), None
-    if outcome.status in ("completed", "stopped_early"):
-        session.save_final_model()
-    run.update_info(
-        status=outcome.status,
-        error=outcome.error,
-        finished=now(),
-        epochs_done=len(session.history) and session.history[-1]["epoch"] + 1,
-        best=session.best(),
-        pid=None,
-        train_seconds=round(session.train_seconds(), 3),
-        state_saves=getattr(getattr(session, "keeper", None), "saves", 0),
-        state_seconds=round(getattr(getattr(session, "keeper", None), "save_seconds", 0.0), 3),
-        timing=session.timing,
-    )
+            with writing(run.run_json):
+                run.update_info(
+                    status=outcome.status,
+                    error=outcome.error,
+                    finished=now(),
+                    epochs_done=len(session.history) and session.history[-1]["epoch"] + 1,
+                    best=session.best(),
+                    pid=None,
+                    train_seconds=round(session.train_seconds(), 3),
+                    state_saves=getattr(keeper, "saves", 0),
+                    state_seconds=round(getattr(keeper, "save_seconds", 0.0), 3),
+                    timing=session.timing,
+                )
+        except Exception as exc:
+            if outcome.status == "failed":
+                return outcome  # the first cause is the one to report
+            outcome = _failure(session, exc)
     return outcome

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import errno
 import fcntl
 import json
 import os
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trainrun.errors import RunDirError, TrainrunError
+from trainrun.errors import RunDirError, RunError, TrainrunError
 from trainrun.runs.files import write_atomic, write_json
 
 STATUSES = ("running", "completed", "stopped_early", "interrupted", "failed")
@@ -87,6 +88,11 @@ class RunDir:
             except FileExistsError:
                 continue
             except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise RunError(
+                        f"disk full while creating a run directory in {runs_dir}: free space "
+                        "and run the same trainrun fit again"
+                    ) from None
                 raise RunDirError(
                     f"cannot create a run directory in {runs_dir}: {exc.strerror}"
                 ) from None
@@ -231,7 +237,9 @@ class RunDir:
                 fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o644)
             except OSError as exc:
                 raise RunDirError(
-                    f"cannot create {self.lock_file}: {exc.strerror}; the run directory must be writable"
+                    f"run directory {self.path} is not writable ({exc.strerror}: cannot create "
+                    f"{self.lock_file.name}); training writes its state, history and model there: "
+                    "make it writable, or copy the run elsewhere and resume the copy"
                 ) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
