@@ -7,7 +7,6 @@ ones build the models with `trainrun.build.model.build_model`.
 from __future__ import annotations
 
 import inspect
-import warnings
 from pathlib import Path
 
 import pytest
@@ -261,10 +260,8 @@ def test_nested_objects_are_built_with_keras_get(tmp_path):
     assert dropout.rate == 0.5
     assert isinstance(out.kernel_initializer, keras.initializers.GlorotNormal)
     # What was built is saved and loaded like any Keras model.
-    with warnings.catch_warnings():  # TensorFlow's __array__ and NumPy 2's copy keyword
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model.save(tmp_path / "m.keras")
-        again = keras.saving.load_model(tmp_path / "m.keras")
+    model.save(tmp_path / "m.keras")
+    again = keras.saving.load_model(tmp_path / "m.keras")
     assert again.layers[1].activation.negative_slope == pytest.approx(0.1)
 
 
@@ -326,9 +323,7 @@ def test_application_backbone_frozen_and_fine_tuned(tmp_path):
     assert isinstance(backbone, keras.Model)
     assert backbone.trainable is False
     assert len(model.trainable_weights) == 2  # the head only
-    with warnings.catch_warnings():  # TensorFlow's __array__ and NumPy 2's copy keyword
-        warnings.simplefilter("ignore", DeprecationWarning)
-        model.save(tmp_path / "model.keras")
+    model.save(tmp_path / "model.keras")
 
     second = tmp_path / "second.yaml"
     second.write_text(
@@ -346,10 +341,8 @@ def test_application_backbone_frozen_and_fine_tuned(tmp_path):
 def test_initial_weights_of_another_model_are_refused(tmp_path):
     import keras
 
-    with warnings.catch_warnings():  # TensorFlow's __array__ and NumPy 2's copy keyword
-        warnings.simplefilter("ignore", DeprecationWarning)
-        other = keras.Sequential([keras.Input((784,)), keras.layers.Dense(3)])
-        other.save(tmp_path / "other.keras")
+    other = keras.Sequential([keras.Input((784,)), keras.layers.Dense(3)])
+    other.save(tmp_path / "other.keras")
     path = tmp_path / "c.yaml"
     path.write_text(
         HEAD + "    - Input: {shape: [784]}\n    - Dense: 10\n"

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, ROOT, assert_clean_error, cli, only_run
+from conftest import CONFIGS, assert_clean_error, cli, only_run
 
 pytestmark = pytest.mark.slow
 
