@@ -448,8 +448,34 @@ def _check_initial_weights(loaded: LoadedConfig) -> None:
         raise loaded.error(f"initial weights file not found: {path}", where)
 
 
+def _check_data_paths(loaded: LoadedConfig) -> None:
+    """The folders of image_folder / text_folder and the files of csv exist."""
+    data = loaded.config.data
+    if data.source in ("image_folder", "text_folder"):
+        folder = getattr(data, data.source)
+        for key in ("directory", "validation_directory", "test_directory"):
+            value = getattr(folder, key)
+            if value is None:
+                continue
+            path = loaded.resolve_path(value)
+            if not path.is_dir():
+                what = "not a directory" if path.exists() else "directory not found"
+                raise loaded.error(
+                    f"{what}: {path} (it should hold one subfolder per class)",
+                    ("data", data.source, key),
+                )
+    if data.source == "csv":
+        for name in ("train", "validation", "test"):
+            split = getattr(data, name)
+            if split is not None and split.path is not None:
+                path = loaded.resolve_path(split.path)
+                if not path.is_file():
+                    raise loaded.error(f"file not found: {path}", ("data", name, "path"))
+
+
 def precheck(loaded: LoadedConfig) -> None:
     """Raise a ConfigError for the mistakes that can be found without TensorFlow."""
+    _check_data_paths(loaded)
     _check_callbacks(loaded)
     _check_layer_names(loaded)
     _check_initial_weights(loaded)

@@ -238,7 +238,7 @@ class Strict(BaseModel):
 
 
 class Split(Strict):
-    """Where one split (train / validation / test) of numpy or tfdata data comes from."""
+    """Where one split (train / validation / test) of numpy, csv or tfdata data comes from."""
 
     # numpy
     path: str | None = None
@@ -252,6 +252,98 @@ class Split(Strict):
     label: str | None = None
     tfrecord: str | list[str] | None = None
     features: dict[str, Any] | None = None
+    # csv
+    columns: list[str] | None = None
+
+
+# Keras' image_dataset_from_directory / text_dataset_from_directory arguments that
+# trainrun sets elsewhere: answered with where they went, not "unknown key".
+_KERAS_ELSEWHERE = {
+    "batch_size": "trainrun batches with fit.batch_size",
+    "subset": "trainrun takes both subsets: 'training' is the train split and "
+    "'validation' the validation split",
+    "verbose": "trainrun reports what it found itself",
+    "format": "trainrun reads the files into memory arrays",
+}
+
+
+class _Folder(Strict):
+    """The arguments of Keras' *_dataset_from_directory that a config can copy as they are."""
+
+    directory: str
+    labels: Literal["inferred"] = "inferred"
+    label_mode: Literal["int", "categorical", "binary"] = "int"
+    class_names: list[str] | None = None
+    shuffle: bool = True
+    seed: Count(0, 2**32 - 1) | None = None
+    validation_split: Real(ge=0, lt=1) = 0.0
+    follow_links: bool = False
+    validation_directory: str | None = None
+    test_directory: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _keras_keys_elsewhere(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            for key, where in _KERAS_ELSEWHERE.items():
+                if key in value:
+                    raise ValueError(f"'{key}' is not a key here: {where}; remove it")
+        return value
+
+    @model_validator(mode="after")
+    def _one_validation(self) -> _Folder:
+        if self.validation_split and self.validation_directory:
+            raise ValueError("give either validation_split or validation_directory, not both")
+        if self.class_names is not None and len(set(self.class_names)) != len(self.class_names):
+            raise ValueError("class_names has a name twice")
+        return self
+
+
+def _image_size(value: Any) -> Any:
+    # Keras takes an int for a square size, or (height, width).
+    if isinstance(value, int) and not isinstance(value, bool):
+        return [value, value]
+    if isinstance(value, list | tuple) and len(value) != 2:
+        raise ValueError(f"image_size is [height, width] (or one number), got {list(value)!r}")
+    return value
+
+
+class ImageFolder(_Folder):
+    """`source: image_folder`: Keras' image_dataset_from_directory, read into memory."""
+
+    image_size: Annotated[list[Count()], BeforeValidator(_image_size)] = Field(
+        default_factory=lambda: [256, 256]
+    )
+    color_mode: Literal["rgb", "grayscale", "rgba"] = "rgb"
+    interpolation: Literal[
+        "bilinear",
+        "nearest",
+        "bicubic",
+        "area",
+        "lanczos3",
+        "lanczos5",
+        "gaussian",
+        "mitchellcubic",
+    ] = "bilinear"
+    crop_to_aspect_ratio: bool = False
+    pad_to_aspect_ratio: bool = False
+    data_format: Literal["channels_last", "channels_first"] | None = None
+
+    @model_validator(mode="after")
+    def _one_aspect(self) -> ImageFolder:
+        if self.crop_to_aspect_ratio and self.pad_to_aspect_ratio:
+            raise ValueError("set either crop_to_aspect_ratio or pad_to_aspect_ratio, not both")
+        return self
+
+
+class TextFolder(_Folder):
+    """`source: text_folder`: Keras' text_dataset_from_directory, read into memory."""
+
+    max_length: Count() | None = None
+
+
+_FOLDERS = ("image_folder", "text_folder")
+_CSV_KEYS = {"path", "label", "columns"}
 
 
 class Limit(Strict):
@@ -263,7 +355,7 @@ class Limit(Strict):
 
 
 class DataConfig(Strict):
-    source: Literal["mnist", "numpy", "tfdata"] = "mnist"
+    source: Literal["mnist", "numpy", "tfdata", "csv", "image_folder", "text_folder"] = "mnist"
     flatten: bool = False
     reshape: list[Count(-1)] | None = None
     scale: Real() | None = None
@@ -272,14 +364,17 @@ class DataConfig(Strict):
     validation: Split | None = None
     test: Split | None = None
     limit: Limit | None = None
+    image_folder: ImageFolder | None = None
+    text_folder: TextFolder | None = None
 
     @model_validator(mode="after")
     def _fits_source(self) -> DataConfig:
+        self._fits_folder_or_csv()
         if self.flatten and self.reshape:
             raise ValueError("set either 'flatten' or 'reshape', not both")
         if self.scale is not None and self.scale == 0:
             raise ValueError("'scale' divides the inputs and cannot be 0")
-        if self.source in ("numpy", "tfdata") and self.train is None:
+        if self.source in ("numpy", "tfdata", "csv") and self.train is None:
             raise ValueError(f"source '{self.source}' needs a 'train' split")
         if self.source == "mnist":
             for split in ("train", "validation", "test"):
@@ -294,6 +389,46 @@ class DataConfig(Strict):
                 "'validation' split instead"
             )
         return self
+
+    def _fits_folder_or_csv(self) -> None:
+        for key in _FOLDERS:
+            if getattr(self, key) is not None and self.source != key:
+                raise ValueError(
+                    f"'{key}' is read only with source: {key}; remove it or set source: {key}"
+                )
+        if self.source in _FOLDERS:
+            if getattr(self, self.source) is None:
+                raise ValueError(
+                    f"source '{self.source}' needs '{self.source}: {{directory: ...}}', "
+                    "the folder with one subfolder per class"
+                )
+            for split in ("train", "validation", "test"):
+                if getattr(self, split) is not None:
+                    raise ValueError(
+                        f"source '{self.source}' takes its splits from {self.source}.directory, "
+                        f".validation_split or .validation_directory, and .test_directory; remove '{split}'"
+                    )
+            if self.validation_split:
+                raise ValueError(
+                    f"with source '{self.source}' write validation_split inside {self.source} "
+                    "(Keras' semantics: the files are shuffled with seed, then split)"
+                )
+        if self.source == "text_folder" and (self.scale is not None or self.flatten):
+            raise ValueError("text_folder data are strings: 'scale' and 'flatten' do not apply")
+        if self.source == "csv":
+            for split in ("train", "validation", "test"):
+                given = getattr(self, split)
+                if given is None:
+                    continue
+                extra = sorted(k for k in given.model_fields_set if k not in _CSV_KEYS)
+                if extra:
+                    raise ValueError(
+                        f"a csv split takes path, label and columns; '{split}' has {', '.join(extra)}"
+                    )
+                if given.path is None:
+                    raise ValueError(f"the csv split '{split}' needs 'path: file.csv'")
+            if self.train is not None and self.train.label is None:
+                raise ValueError("the csv train split needs 'label: COLUMN', the column that is y")
 
 
 class Factory(Strict):

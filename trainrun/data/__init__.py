@@ -1,8 +1,8 @@
 """Config -> the train / validation / test data of a run.
 
-In-memory sources (mnist, numpy, csv) become `ArraySplit`s that the pipeline
-feeds without per-epoch copies and with a resumable shuffle order; a tfdata
-factory's dataset is used as given.
+In-memory sources (mnist, numpy, csv, image_folder, text_folder) become
+`ArraySplit`s that the pipeline feeds without per-epoch copies and with a
+resumable shuffle order; a tfdata factory's dataset is used as given.
 """
 
 from __future__ import annotations
@@ -42,9 +42,17 @@ def build_data(loaded: LoadedConfig) -> Data:
 
         train, test = load_mnist()
         validation = None
+    elif cfg.source in ("image_folder", "text_folder"):
+        if cfg.source == "image_folder":
+            from trainrun.data.image_folder import load
+        else:
+            from trainrun.data.text_folder import load
+        train, validation, test = load(loaded)  # validation split as Keras makes it
     else:
         if cfg.source == "numpy":
             from trainrun.data.numpy import load_split
+        elif cfg.source == "csv":
+            from trainrun.data.csv_table import load_split
         else:
             from trainrun.data.tfdata import load_split
         train = load_split(loaded, cfg.train, "train")
