@@ -72,15 +72,14 @@ class InterruptFlag:
     """SIGINT/SIGTERM -> finish the step, save, exit 130. A second Ctrl-C exits at once.
 
     Held from the start of training until the outcome is in run.json, the final
-    model's save included, so that a signal never cuts those writes. Once a signal
-    has come, every later one exits at once, also after this context has ended
-    (a second Ctrl-C while the process prints its summary or flushes at exit).
+    model's save included, so that a signal never cuts those writes. After that
+    the run's files are complete, and a signal (a second Ctrl-C while the process
+    prints its summary or flushes at exit, say) exits at once, with no traceback.
     """
 
     def __init__(self, on_hard_exit: Any) -> None:
         self.raised = False
         self.on_hard_exit = on_hard_exit
-        self._old: dict[int, Any] = {}
 
     def __call__(self) -> bool:
         return self.raised
@@ -94,12 +93,12 @@ class InterruptFlag:
 
     def __enter__(self) -> InterruptFlag:
         for sig in (signal.SIGINT, signal.SIGTERM):
-            self._old[sig] = signal.signal(sig, self._handle)
+            signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, _exit_on_signal if self.raised else old)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_on_signal)
 
 
 def exit_at_once() -> None:
