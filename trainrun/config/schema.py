@@ -354,11 +354,46 @@ class Limit(Strict):
     test: Count() | None = None
 
 
+def _scale(value: Any) -> float | list[float]:
+    # One divisor, or one per feature of the last axis; never 0 (checked here, so a
+    # list's message names the item).
+    one = _finite(None, None, "a finite number")
+    if isinstance(value, list):
+        if not value:
+            raise ValueError("a list of divisors needs at least one number (one per feature)")
+        out = []
+        for i, item in enumerate(value):
+            try:
+                out.append(one(item))
+            except ValueError as exc:
+                raise ValueError(f"item {i} {exc}") from None
+        if 0 in out:
+            raise ValueError(f"'scale' divides the inputs and cannot be 0 (item {out.index(0)})")
+        return out
+    return one(value)
+
+
+Scale = Annotated[
+    float | list[float],
+    PlainValidator(_scale),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number"},
+                {"type": "array", "items": {"type": "number"}, "minItems": 1},
+            ]
+        }
+    ),
+]
+
+
 class DataConfig(Strict):
     source: Literal["mnist", "numpy", "tfdata", "csv", "image_folder", "text_folder"] = "mnist"
     flatten: bool = False
     reshape: list[Count(-1)] | None = None
-    scale: Real() | None = None
+    scale: Scale | None = None
+    one_hot: bool = False
+    num_classes: Count() | None = None
     validation_split: Real(ge=0, lt=1) = 0.0
     train: Split | None = None
     validation: Split | None = None
@@ -374,6 +409,8 @@ class DataConfig(Strict):
             raise ValueError("set either 'flatten' or 'reshape', not both")
         if self.scale is not None and self.scale == 0:
             raise ValueError("'scale' divides the inputs and cannot be 0")
+        if self.num_classes is not None and not self.one_hot:
+            raise ValueError("'num_classes' is the width of one-hot labels: set one_hot: true too")
         if self.source in ("numpy", "tfdata", "csv") and self.train is None:
             raise ValueError(f"source '{self.source}' needs a 'train' split")
         if self.source == "mnist":

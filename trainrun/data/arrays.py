@@ -86,6 +86,57 @@ def check_array_file(path: Path) -> dict[str | None, np.dtype]:
         return {None: _check_header(f, path.stat().st_size, None)}
 
 
+def scale_array(a: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
+    """`data.scale` on an array, as the pipeline does it: float32, then one divisor, or
+    one per feature of the last axis."""
+    return a.astype(np.float32) / np.asarray(scale, np.float32)
+
+
+def check_scale(scale: Any, shape: tuple) -> None:
+    """A list of divisors must have one per feature of the last axis (ValueError if not)."""
+    if np.ndim(scale) == 0:
+        return
+    n = len(scale)
+    last = shape[-1] if shape else None
+    if last is not None and last != n:
+        raise ValueError(
+            f"data.scale has {n} divisors, but the inputs have {last} features on their "
+            f"last axis (samples of shape {_fmt_shape(tuple(shape))}); give one divisor per "
+            "feature, or one number for all"
+        )
+    if not shape:
+        raise ValueError(
+            f"data.scale has {n} divisors, but the inputs are single values; give one number"
+        )
+
+
+def one_hot(y: np.ndarray, classes: int) -> np.ndarray:
+    """Integer class labels (N,) or (N, 1) -> float32 one-hot rows (N, classes), as
+    keras.utils.to_categorical; ValueError saying what is wrong with the labels."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(
+            f"labels of shape {_fmt_shape(y.shape[1:])} per sample are not class indices "
+            "(one integer per sample); are they one-hot already?"
+        )
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"labels of dtype {y.dtype} are not class indices")
+    if y.dtype.kind == "f" and len(y) and not np.all(np.isfinite(y) & (y == np.round(y))):
+        raise ValueError("labels are not whole numbers, so not class indices")
+    labels = y.astype(np.int64)
+    if len(labels):
+        low, high = int(labels.min()), int(labels.max())
+        if low < 0:
+            raise ValueError(f"labels include {low}; class indices start at 0")
+        if high >= classes:
+            raise ValueError(f"labels go up to {high}, beyond {classes} classes (0 to {classes - 1})")
+    out = np.zeros((len(labels), classes), np.float32)
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
 def _leaves(nest: Nest) -> list[np.ndarray]:
     if isinstance(nest, dict):
         return [v for v in nest.values()]
@@ -162,6 +213,9 @@ class ArraySplit:
                 ) from exc
 
         return ArraySplit(_map(fix, self.x), self.y, self.sample_weight)
+
+    def with_labels(self, y: Nest) -> ArraySplit:
+        return ArraySplit(self.x, y, self.sample_weight)
 
     def input_shapes(self) -> Nest:
         return _map(lambda a: tuple(a.shape[1:]), self.x)
