@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import math
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -248,8 +249,12 @@ class StateKeeper(keras.callbacks.Callback):
         if self.store is None:
             return
         t0 = time.perf_counter()
-        with writing(self.store.dir):
-            self.store.save(self.snapshot(epoch, step))
+        try:
+            with writing(self.store.dir):
+                self.store.save(self.snapshot(epoch, step))
+        except Exception:
+            self._drop_unfinished()
+            raise
         t1 = time.perf_counter()
         self.save_seconds += t1 - t0
         self.saves += 1
@@ -258,6 +263,13 @@ class StateKeeper(keras.callbacks.Callback):
         self.last_saved = (epoch, step)
         if self.on_save is not None:
             self.on_save()
+
+    def _drop_unfinished(self) -> None:
+        """Remove the state directory a failed save left unfinished (no meta.json: never
+        loaded). On a full disk this frees what it held, so run.json can say why."""
+        for path in self.store.dir.glob("ckpt-*"):
+            if path.is_dir() and not (path / st.META).is_file():
+                shutil.rmtree(path, ignore_errors=True)
 
     def _due(self) -> bool:
         if self.every == "epoch":
