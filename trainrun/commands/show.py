@@ -273,7 +273,8 @@ def show_run(run: RunDir, out: Console) -> None:
     summary = [
         ("status", status + (f" ({note})" if note else "")),
         ("epochs", fmt_epochs(info)),
-        ("best", fmt_best(best)),
+        ("best", _best_text(best)),
+        *_final_weights(info),
         ("train time", fmt_duration(info.get("train_seconds"))),
         ("created", str(info.get("created", "-"))),
         ("finished", str(info.get("finished") or "-")),
@@ -303,6 +304,24 @@ def show_run(run: RunDir, out: Console) -> None:
             f"{run.path / 'curves.png'} could not be written: {exc.strerror or exc}"
         ) from None
     out.print(f"curves written to {png}", markup=False, soft_wrap=True)
+
+
+def _best_text(best: dict[str, Any] | None) -> str:
+    """'val_AUC 0.9100 @ 4 (max)': run.json's best as training picked it, with the
+    direction it followed (older run.json files have none: shown without)."""
+    mode = best.get("mode") if best else None
+    return fmt_best(best) + (f" ({mode})" if mode in ("min", "max") else "")
+
+
+def _final_weights(info: dict[str, Any]) -> list[tuple[str, str]]:
+    """The epoch whose weights model.keras holds, when run.json says (it says since
+    trainrun recorded it; older runs show no such line)."""
+    epoch = count(info.get("final_weights_epoch"))
+    if epoch is None:
+        return []
+    source = info.get("final_weights_source")
+    why = f" ({source})" if isinstance(source, str) and source else ""
+    return [("final model", f"weights of epoch {epoch}{why}")]
 
 
 def _last_evaluation(run: RunDir) -> tuple[str, list[tuple[str, str]]] | None:
