@@ -286,7 +286,7 @@ def test_preprocessing_layer_deeper_in_the_graph_is_refused(tmp_path):
         "    - {name: norm, layer: Normalization, input: num}\n",
         "    - {name: pre, layer: {Dense: {units: 4}}, input: num}\n"
         "    - {name: norm, layer: Normalization, input: pre}\n",
-    ).replace("  - killer:KillAt\n", "")
+    ).replace("callbacks:\n  - killer:KillAt\n", "")
     r, run = _fit(_write(tmp_path, text), tmp_path / "runs")
     assert_clean_error(r, "model.graph[1]", "Normalization", "directly on a model input")
     assert run is None

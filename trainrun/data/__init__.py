@@ -7,11 +7,13 @@ resumable shuffle order; a tfdata factory's dataset is used as given.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from trainrun.config import LoadedConfig
-from trainrun.data.arrays import ArraySplit
+from trainrun.data.arrays import ArraySplit, check_scale, one_hot
 
 
 @dataclass
@@ -19,7 +21,7 @@ class Data:
     train: Any  # ArraySplit | tf.data.Dataset
     validation: Any | None
     test: Any | None
-    scale: float | None
+    scale: float | np.ndarray | None  # one divisor, or float32 divisors of the last axis
 
     @property
     def in_memory(self) -> bool:
@@ -37,6 +39,7 @@ def preload(loaded: LoadedConfig) -> None:
 def build_data(loaded: LoadedConfig) -> Data:
     cfg = loaded.config.data
     limit = cfg.limit
+    scale = np.asarray(cfg.scale, np.float32) if isinstance(cfg.scale, list) else cfg.scale
     if cfg.source == "mnist":
         from trainrun.data.mnist import load_mnist
 
@@ -63,13 +66,18 @@ def build_data(loaded: LoadedConfig) -> Data:
         if not isinstance(split, ArraySplit):
             from trainrun.data.pipeline import scaled
 
-            ds = scaled(split, cfg.scale, cfg.reshape, cfg.flatten)
+            spec = split.element_spec
+            x = spec[0] if isinstance(spec, tuple) else spec
+            _check_scale(loaded, [tuple(t.shape[1:]) for t in _leaves(x)], name)
+            ds = scaled(split, scale, cfg.reshape, cfg.flatten)
             ds = ds.take(n) if n else ds
             return ds.prefetch(-1)  # tf.data.AUTOTUNE: overlap input with training
         try:
-            return split.take(n).reshaped(cfg.flatten, cfg.reshape)
+            split = split.take(n).reshaped(cfg.flatten, cfg.reshape)
         except ValueError as exc:
             raise loaded.error(f"{exc} ({name} data)", ("data", "reshape")) from None
+        _check_scale(loaded, _leaves(split.input_shapes()), name)
+        return split
 
     train = prepare(train, limit.train if limit else None, "train")
     if cfg.validation_split:
@@ -85,4 +93,88 @@ def build_data(loaded: LoadedConfig) -> Data:
         else None
     )
     test = prepare(test, limit.test if limit else None, "test") if test is not None else None
-    return Data(train=train, validation=validation, test=test, scale=cfg.scale)
+    return Data(train=train, validation=validation, test=test, scale=scale)
+
+
+def _leaves(nest: Any) -> list:
+    return list(nest.values()) if isinstance(nest, dict) else [nest]
+
+
+def _check_scale(loaded: LoadedConfig, shapes: list, name: str) -> None:
+    """A list of divisors, one per feature: checked against every input (after reshape)."""
+    if not isinstance(loaded.config.data.scale, list):
+        return
+    for shape in shapes:
+        try:
+            check_scale(loaded.config.data.scale, tuple(shape))
+        except ValueError as exc:
+            raise loaded.error(f"{exc} ({name} data)", ("data", "scale")) from None
+
+
+def encode_labels(loaded: LoadedConfig, data: Data, model: Any) -> Data:
+    """`data.one_hot`: integer labels -> one-hot rows, as wide as the model's output
+    (or `data.num_classes`). Needs the built model, so it runs after building it."""
+    cfg = loaded.config.data
+    if not cfg.one_hot:
+        return data
+    where = ("data", "num_classes") if cfg.num_classes else ("data", "one_hot")
+    outputs = list(getattr(model, "outputs", None) or [])
+    names = list(getattr(model, "output_names", None) or []) or [
+        t._keras_history[0].name for t in outputs  # a Sequential's: its last layer's
+    ]
+    units = {n: t.shape[-1] for n, t in zip(names, outputs, strict=False)}
+
+    def classes(output: str | None) -> int:
+        have = units.get(output) if output else (next(iter(units.values())) if units else None)
+        if cfg.num_classes:
+            if have is not None and have != cfg.num_classes:
+                raise loaded.error(
+                    f"one-hot labels of {cfg.num_classes} classes do not fit the model's output "
+                    f"of {have} units; set num_classes to {have}, or the output's units",
+                    where,
+                )
+            return cfg.num_classes
+        if have is None:
+            raise loaded.error(
+                "the number of classes cannot be read from the model's output; "
+                "give it as data.num_classes",
+                where,
+            )
+        return int(have)
+
+    def encode(split: Any, name: str) -> Any:
+        if split is None or split.y is None:
+            return split
+        if not isinstance(split, ArraySplit):
+            raise loaded.error(
+                "one_hot converts in-memory labels; a tf.data dataset must give its labels "
+                "one-hot itself (tf.one_hot in the factory)",
+                where,
+            )
+        try:
+            if isinstance(split.y, dict):
+                y = {k: one_hot(v, classes(k)) for k, v in split.y.items()}
+            else:
+                if len(outputs) > 1:
+                    raise ValueError(
+                        f"the model has {len(outputs)} outputs; give y as a mapping of output "
+                        "names to labels"
+                    )
+                y = one_hot(split.y, classes(None))
+        except ValueError as exc:
+            n = cfg.num_classes or (next(iter(units.values())) if len(units) == 1 else None)
+            fix = (
+                f" (the model's output has {n} units, so {n} classes); set the output's "
+                "units, or num_classes, to the number of classes"
+                if n and "beyond" in str(exc)
+                else ""
+            )
+            raise loaded.error(f"{name} {exc}{fix}", where) from None
+        return split.with_labels(y)
+
+    return replace(
+        data,
+        train=encode(data.train, "training"),
+        validation=encode(data.validation, "validation"),
+        test=encode(data.test, "test"),
+    )

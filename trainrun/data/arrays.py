@@ -131,7 +131,9 @@ def one_hot(y: np.ndarray, classes: int) -> np.ndarray:
         if low < 0:
             raise ValueError(f"labels include {low}; class indices start at 0")
         if high >= classes:
-            raise ValueError(f"labels go up to {high}, beyond {classes} classes (0 to {classes - 1})")
+            raise ValueError(
+                f"labels go up to {high}, beyond {classes} classes (0 to {classes - 1})"
+            )
     out = np.zeros((len(labels), classes), np.float32)
     out[np.arange(len(labels)), labels] = 1.0
     return out

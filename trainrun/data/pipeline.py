@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import tensorflow as tf
 
 from trainrun.data.arrays import ArraySplit
@@ -66,7 +67,7 @@ def batches(
     seed: int = 0,
     start_batch: int = 0,
     repeat: bool = False,
-    scale: float | None = None,
+    scale: float | np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """Batches of `split`, starting at global batch `start_batch`.
 
@@ -91,7 +92,9 @@ def batches(
     return ds
 
 
-def _gather(split: ArraySplit, index_ds: tf.data.Dataset, scale: float | None) -> tf.data.Dataset:
+def _gather(
+    split: ArraySplit, index_ds: tf.data.Dataset, scale: float | np.ndarray | None
+) -> tf.data.Dataset:
     """Index batches -> data batches, gathered from arrays held once (as Keras does)."""
     data = tf.data.Dataset.from_tensors(_structure(split)).repeat()
 
@@ -126,7 +129,7 @@ def _parallel_calls() -> int | None:
 
 
 def scaled(
-    ds: tf.data.Dataset, scale: float | None, reshape: list[int] | None, flatten: bool
+    ds: tf.data.Dataset, scale: float | np.ndarray | None, reshape: list[int] | None, flatten: bool
 ) -> tf.data.Dataset:
     """Apply data.scale / reshape / flatten to a user's (x, y, ...) dataset."""
     if scale is None and not reshape and not flatten:
@@ -155,7 +158,7 @@ def epoch_batches(
     epoch_var: tf.Variable,
     shuffle: bool = False,
     seed: int = 0,
-    scale: float | None = None,
+    scale: float | np.ndarray | None = None,
 ) -> tf.data.Dataset:
     """One epoch of batches whose order is read from `epoch_var` when iterated.
 

@@ -15,7 +15,7 @@ from typing import Any
 import tensorflow as tf
 
 from trainrun.config import LoadedConfig, load_config
-from trainrun.data import Data, build_data
+from trainrun.data import Data, build_data, encode_labels
 from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
 from trainrun.engine.saved import Checkpoint, choose_checkpoint, load_model
@@ -110,8 +110,13 @@ def evaluate(run: RunDir, *, checkpoint: str = "last", split: str | None = None)
     except ConfigError as exc:  # the data changed since training, say: point into config.yaml
         raise loaded.locate(exc) from None
     split, value = pick_split(loaded, data, split)
-    ds, steps, samples = feed(loaded, data, split, value)
     model = load_model(run, loaded, chosen)
+    if loaded.config.data.one_hot:  # the labels as training fed them
+        try:
+            value = getattr(encode_labels(loaded, data, model), split)
+        except ConfigError as exc:
+            raise loaded.locate(exc) from None
+    ds, steps, samples = feed(loaded, data, split, value)
     if not model.compiled:
         raise TrainrunError(
             f"{chosen.shown(run)} holds an uncompiled model; it has no loss or metrics to evaluate"

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from trainrun.config import LoadedConfig, load_config
-from trainrun.data.arrays import NUMERIC_KINDS, ArrayFileError, check_array_file
+from trainrun.data.arrays import (
+    NUMERIC_KINDS,
+    ArrayFileError,
+    check_array_file,
+    check_scale,
+    scale_array,
+)
 from trainrun.engine.saved import (
     Checkpoint,
     choose_checkpoint,
@@ -148,14 +154,18 @@ def preprocess(
                     f"(N, {', '.join(map(str, cfg.reshape))}) as the run's data.reshape says"
                 ) from None
         if cfg.scale is not None:
-            a = a.astype(np.float32) / np.float32(cfg.scale)
+            try:
+                check_scale(cfg.scale, a.shape[1:])
+            except ValueError as exc:
+                raise DataError(f"input '{name}': {exc}") from None
+            a = scale_array(a, cfg.scale)
         out[name] = a
     if cfg.flatten:
         steps.append("flatten")
     elif cfg.reshape:
         steps.append(f"reshape to {cfg.reshape}")
     if cfg.scale is not None:
-        steps.append(f"divide by {cfg.scale:g}")
+        steps.append(f"divide by {_fmt_scale(cfg.scale)}")
     return out, ", ".join(steps)
 
 
@@ -181,6 +191,10 @@ def training_dtypes(loaded: LoadedConfig) -> Any:
     return None
 
 
+def _fmt_scale(scale: float | list[float]) -> str:
+    return f"[{', '.join(f'{s:g}' for s in scale)}]" if isinstance(scale, list) else f"{scale:g}"
+
+
 def check_not_scaled(
     arrays: dict[str, np.ndarray], loaded: LoadedConfig, source: Path, trained: Any
 ) -> None:
@@ -190,9 +204,9 @@ def check_not_scaled(
     all zero) where scale > 1 and training read integers (or data of unknown
     type) were divided already.
     """
-    scale = loaded.config.data.scale
-    if scale is None or scale <= 1:
+    if loaded.config.data.scale is None or np.min(loaded.config.data.scale) <= 1:
         return
+    scale = _fmt_scale(loaded.config.data.scale)
     for name, a in arrays.items():
         want = trained.get(name) if isinstance(trained, dict) else trained
         if a.dtype.kind != "f" or (want is not None and np.dtype(want).kind == "f"):
@@ -202,14 +216,14 @@ def check_not_scaled(
             continue
         what = f"input '{name}' in {source.name}" if len(arrays) > 1 else source.name
         read = (
-            f"training read {_describe(want)} and divided them by data.scale {scale:g}"
+            f"training read {_describe(want)} and divided them by data.scale {scale}"
             if want is not None
-            else f"training divided its raw values by data.scale {scale:g}"
+            else f"training divided its raw values by data.scale {scale}"
         )
         raise DataError(
             f"{what} is {a.dtype} with values in [0, 1]: it looks scaled already, but {read}, "
             f"and predict does the same, so it would be divided twice; give the raw values "
-            f"(x * {scale:g}), or pass --no-preprocess to feed it as it is (then each sample "
+            f"(x * {scale}), or pass --no-preprocess to feed it as it is (then each sample "
             "must already have the model's input shape: no flatten/reshape either)"
         )
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import math
 import os
 import signal
@@ -26,12 +27,13 @@ import keras
 import tensorflow as tf
 
 import trainrun
+from trainrun.build import adapt
 from trainrun.build.callbacks import build_callbacks
 from trainrun.build.compile import compile_args
 from trainrun.build.model import build_model
 from trainrun.config import LoadedConfig
 from trainrun.console import Reporter, fmt_value
-from trainrun.data import Data, build_data
+from trainrun.data import Data, build_data, encode_labels
 from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
 from trainrun.engine import checks, keras_compat, runtime
@@ -131,7 +133,14 @@ class Session:
     start_epoch: int = 0
     start_step: int = 0
     snapshot: st.Snapshot | None = None
+    # Preprocessing layers to adapt on the training data, and what they learnt (meta.json).
+    adaptable: list[adapt.Adaptable] = field(default_factory=list)
+    adapted: dict[str, Any] = field(default_factory=dict)
+    adapt_lines: list[str] = field(default_factory=list)
     monitor: str = "val_loss"
+    monitor_mode: str = "min"  # the way `monitor` improves, as its callback sees it
+    # (epoch counted from 1, why) of the weights model.keras holds, once it is written.
+    final: tuple[int, str] | None = None
     log_keys: list[str] = field(default_factory=list)
     timing: dict[str, Any] = field(default_factory=dict)  # seconds since trainrun started
     # Training seconds of earlier sessions (killed ones included, from the saved
@@ -168,6 +177,9 @@ class Session:
         self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch, self.rt)
         with self.rt.strategy.scope(), checks.weights_fit_in_memory(self.loaded):
             self.model = build_model(self.loaded)
+            self.adaptable = adapt.find_adaptable(self.loaded, self.model)
+            self._adapt()
+            self.data = encode_labels(self.loaded, self.data, self.model)
             args = compile_args(self.loaded, self.model)
             self.model.compile(
                 **args, jit_compile=self.rt.jit_compile, steps_per_execution=self.spe
@@ -180,8 +192,22 @@ class Session:
         self.callbacks = build_callbacks(self.loaded, self.run.path, resuming=self.resuming)
         checks.check_monitors(self.loaded, self.log_keys)
         self.monitor = checks.main_monitor(self.loaded, self.log_keys)
+        self.monitor_mode = checks.monitor_direction(self.loaded, self.model, self.monitor)
         _atomic_saves(self.model)
         self.timing["prepared_s"] = round(time.time() - trainrun.STARTED_AT, 3)
+
+    def _adapt(self) -> None:
+        """Adapt the preprocessing layers on the training data, before anything calls
+        the model; a resumed run takes what they learnt from its state instead."""
+        if not self.adaptable:
+            return
+        saved = _saved_adapted(self.run.state_dir) if self.resuming else None
+        if saved is not None:
+            adapt.restore_adapted(self.adaptable, saved)
+            self.adapted = saved
+        else:
+            self.adapt_lines = adapt.adapt_layers(self.adaptable, self.data)
+            self.adapted = adapt.adapted_state(self.adaptable)
 
     # ------------------------------------------------------------ restore
     def restore(self, info: dict[str, Any] | None = None) -> bool:
@@ -211,6 +237,8 @@ class Session:
                 f"before it; the damaged one is kept as {kept.relative_to(self.run.path)}"
             )
         st.assign_variables(self.model, snap.arrays, prefixes=("model/", "optimizer/"))
+        adapt.restore_adapted(self.adaptable, snap.meta.get("adapted"))
+        self.adapted = snap.meta.get("adapted") or {}
         st.set_rng_state(snap.meta.get("rng", {}), snap.arrays)
         self.history = [row for row in snap.meta.get("history", []) if row["epoch"] < snap.epoch]
         self.start_epoch, self.start_step = snap.epoch, snap.step
@@ -301,6 +329,8 @@ class Session:
     def train(self, interrupted: InterruptFlag) -> Outcome:
         cfg = self.loaded.config
         epochs = cfg.fit.epochs
+        for line in self.adapt_lines:
+            self.reporter.info(line)
         epoch_var = tf.Variable(self.start_epoch, dtype=tf.int64, trainable=False)
         # Every worker saves (saving reads synchronised variables: a collective), each
         # into its own run directory; a non-chief's is <chief run>/<task>/.
@@ -318,6 +348,7 @@ class Session:
             extra_meta=lambda: {
                 "monitor": self.monitor,
                 "train_seconds": round(self.train_seconds(), 3),
+                "adapted": self.adapted,
             },
             on_save=self._on_save,
         )
@@ -427,9 +458,35 @@ class Session:
         rows = [r for r in self.history if self.monitor in r and math.isfinite(r[self.monitor])]
         if not rows:
             return None
-        pick = max if monitor_mode(self.monitor) == "max" else min
-        row = pick(rows, key=lambda r: r[self.monitor])
-        return {"monitor": self.monitor, "value": row[self.monitor], "epoch": row["epoch"] + 1}
+        pick = max if self.monitor_mode == "max" else min
+        row = pick(rows, key=lambda r: r[self.monitor])  # the first of equal values
+        return {
+            "monitor": self.monitor,
+            "value": row[self.monitor],
+            "epoch": row["epoch"] + 1,
+            "mode": self.monitor_mode,
+        }
+
+    def final_weights(self) -> tuple[int, str] | None:
+        """(epoch counted from 1, why) of the weights the model holds after training.
+
+        EarlyStopping with restore_best_weights puts back its own best epoch at
+        train end, chosen by its monitor, min_delta and start_from_epoch, which
+        may differ from `best()`; several such callbacks restore in list order,
+        so the last one's epoch stays. Otherwise the weights are the last epoch's.
+        """
+        if not self.history:
+            return None
+        restorers = [
+            cb
+            for cb in self.callbacks
+            if isinstance(cb, keras.callbacks.EarlyStopping)
+            and cb.restore_best_weights
+            and cb.best_weights is not None
+        ]
+        if restorers:
+            return restorers[-1].best_epoch + 1, "EarlyStopping restore_best_weights"
+        return self.history[-1]["epoch"] + 1, "last epoch"
 
     # ------------------------------------------------------------ finish
     def save_final_model(self) -> None:
@@ -449,6 +506,8 @@ class Session:
             rows.append(
                 ("best", f"{best['monitor']} {fmt_value(best['value'])} at epoch {best['epoch']}")
             )
+        if self.final:
+            rows.append(("final model", f"weights of epoch {self.final[0]} ({self.final[1]})"))
         if self.history:
             last = self.history[-1]
             rows.append(
@@ -471,6 +530,19 @@ class Session:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _saved_adapted(state_dir: Path) -> dict[str, Any] | None:
+    """What the adapted layers learnt, from the newest state that says (restore()
+    checks it again against the state it picks)."""
+    store = st.StateStore(state_dir)
+    latest = store._latest_name()
+    for path in sorted(store._complete(), key=lambda p: (p.name == latest, p.name), reverse=True):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            adapted = json.loads((path / st.META).read_text()).get("adapted")
+            if isinstance(adapted, dict):
+                return adapted
+    return None
 
 
 def _cardinality(ds: Any) -> int | None:
@@ -631,6 +703,14 @@ def _failure(session: Session, exc: BaseException) -> Outcome:
     return Outcome("failed", error=failure_message(exc), exit_code=1)
 
 
+def _final_fields(final: tuple[int, str] | None) -> dict[str, Any]:
+    """run.json's record of model.keras' weights; left as it was when no model was
+    written now (a model.keras from an earlier session is still what it says)."""
+    if final is None:
+        return {}
+    return {"final_weights_epoch": final[0], "final_weights_source": final[1]}
+
+
 def _drop_log(reporter: Reporter) -> None:
     """Stop writing train.log (its disk is full): what it buffered cannot be written."""
     with contextlib.suppress(Exception):
@@ -666,6 +746,8 @@ def run_session(session: Session, *, fresh: bool) -> Outcome:
             try:
                 with writing(run.model_file):
                     session.save_final_model()
+                if session.loaded.config.outputs.final_model:
+                    session.final = session.final_weights()
             except Exception as exc:
                 outcome = _failure(session, exc)
         if flag() and outcome.status in ("completed", "stopped_early"):
@@ -682,6 +764,7 @@ def run_session(session: Session, *, fresh: bool) -> Outcome:
                     finished=now(),
                     epochs_done=len(session.history) and session.history[-1]["epoch"] + 1,
                     best=session.best(),
+                    **_final_fields(session.final),
                     pid=None,
                     train_seconds=round(session.train_seconds(), 3),
                     state_saves=getattr(keeper, "saves", 0),
