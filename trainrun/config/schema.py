@@ -304,7 +304,9 @@ def _image_size(value: Any) -> Any:
     if isinstance(value, int) and not isinstance(value, bool):
         return [value, value]
     if isinstance(value, list | tuple) and len(value) != 2:
-        raise ValueError(f"image_size is [height, width] (or one number), got {list(value)!r}")
+        raise ValueError(
+            f"image_size is two numbers, height and width (or one number for both), got {list(value)!r}"
+        )
     return value
 
 
@@ -457,7 +459,12 @@ class DataConfig(Strict):
                 given = getattr(self, split)
                 if given is None:
                     continue
-                extra = sorted(k for k in given.model_fields_set if k not in _CSV_KEYS)
+                # Set values, not model_fields_set: a resolved config.yaml writes every key.
+                extra = sorted(
+                    k
+                    for k in Split.model_fields
+                    if k not in _CSV_KEYS and getattr(given, k) not in (None, {})
+                )
                 if extra:
                     raise ValueError(
                         f"a csv split takes path, label and columns; '{split}' has {', '.join(extra)}"

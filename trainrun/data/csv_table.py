@@ -67,7 +67,7 @@ def _numbers(
             try:
                 dtype(cells[r, c])
             except ValueError:
-                shown = repr(cells[r, c]) if cells[r, c].strip() else "an empty cell"
+                shown = repr(str(cells[r, c])) if cells[r, c].strip() else "an empty cell"
                 raise ConfigError(
                     f"{path.name} line {lines[r]}, column '{names[c]}': {shown} is not a number; "
                     "every x and label cell must be numeric (encode categories as numbers)"

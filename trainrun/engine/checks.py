@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
+from keras.src.callbacks.monitor_callback import MonitorCallback
 
 from trainrun.build.callbacks import callback_specs
 from trainrun.config import LoadedConfig
@@ -164,6 +165,8 @@ def _first_batch(data: Data, batch_size: int) -> Any:
         x = part.x
         if data.scale is not None:
             x = tf.nest.map_structure(lambda a: a.astype("float32") / data.scale, x)
+        # Text (text_folder) is held as NumPy bytes objects, which Keras' dtypes lack.
+        x = tf.nest.map_structure(lambda a: tf.constant(a) if a.dtype.kind in "OSU" else a, x)
         batch: tuple = (x,)
         if part.y is not None:
             batch += (part.y,)
@@ -232,6 +235,49 @@ def main_monitor(loaded: LoadedConfig, keys: list[str]) -> str:
         if monitor in keys:
             return monitor
     return "val_loss" if "val_loss" in keys else "loss"
+
+
+def _mode_of(cls: type, args: dict[str, Any]) -> str:
+    """A callback's `mode` as given, else its class default: min, max or auto."""
+    mode = args.get("mode")
+    if mode is None:
+        try:
+            param = inspect.signature(cls).parameters.get("mode")
+        except (TypeError, ValueError):
+            param = None
+        mode = param.default if param is not None else None
+    return mode if mode in ("min", "max") else "auto"
+
+
+def monitor_direction(loaded: LoadedConfig, model: Any, monitor: str) -> str:
+    """'max' or 'min': the way `monitor` improves, as the callback that watches it sees it.
+
+    The `mode` of the first callback monitoring it (EarlyStopping,
+    ModelCheckpoint, ReduceLROnPlateau) when it says min or max; otherwise
+    Keras' own rule, asked of a Keras MonitorCallback on the compiled, built
+    model: the metric object's direction (AUC, accuracy: up), then the name
+    `loss`. Never a guess from the name's spelling (`AUC` is logged as `val_AUC`).
+    A value Keras cannot place either way (a custom function's mean) counts as
+    `min`, like a loss.
+    """
+    mode = "auto"
+    for name, args, _ in callback_specs(loaded):
+        try:
+            cls = resolve_callback_class(name, base_dir=loaded.base_dir)
+        except ConfigError:
+            continue
+        if _monitor_of(cls, args) == monitor:
+            mode = _mode_of(cls, args)
+            break
+    if mode != "auto":
+        return mode
+    probe = MonitorCallback(monitor=monitor)
+    probe.set_model(model)
+    try:
+        probe._set_monitor_op()
+    except ValueError:  # Keras: "isn't able to automatically determine ..."
+        return "min"
+    return "max" if bool(np.asarray(probe.monitor_op(1.0, 0.0))) else "min"
 
 
 @contextlib.contextmanager
