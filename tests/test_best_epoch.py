@@ -264,3 +264,27 @@ def test_show_of_an_older_run_json_without_direction(tmp_path):
     assert "1 *" in marked and "4 *" not in marked, shown.stdout
     assert "val_AUC 0.7000 @ 1" in shown.stdout and "(max)" not in shown.stdout
     assert "final model" not in shown.stdout
+
+
+@pytest.mark.slow
+def test_final_weights_epoch_after_resume(tmp_path):
+    # EarlyStopping's best epoch and best weights are resume state: a run trained on
+    # with --epochs names (and holds) the epoch it would have without the break.
+    cfg = es_config(
+        tmp_path, "{monitor: val_loss, min_delta: 0.05, patience: 8, restore_best_weights: true}", 4
+    )
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs", *SMALL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = only_run(tmp_path / "runs")
+    r = cli("resume", run, "--epochs", "8")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = read_history(run)
+    assert len(rows) == 8
+    held = early_stopping_best(column(rows, "val_loss"), 0.05)
+    assert held > 4  # chosen after the resume, against the best kept from before it
+    assert run_info(run)["final_weights_epoch"] == held
+    assert f"final model  weights of epoch {held} (EarlyStopping restore_best_weights)" in r.stdout
+    ev = cli("evaluate", run, "--split", "validation")
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    loss = json.loads((run / "eval.json").read_text())["metrics"]["loss"]
+    assert math.isclose(loss, float(rows[held - 1]["val_loss"]), rel_tol=1e-4, abs_tol=1e-5)
