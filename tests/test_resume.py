@@ -258,6 +258,7 @@ def test_running_run_is_refused(workdir, baseline):
     finally:
         holder.kill()
         holder.wait()
+        holder.stdout.close()
 
 
 def test_not_a_run_directory(tmp_path):
