@@ -60,3 +60,15 @@ def test_version_names_trainrun_keras_and_tensorflow():
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith(f"trainrun {trainrun.__version__} (keras 3.")
     assert "tensorflow 2." in r.stdout and "python 3." in r.stdout
+
+
+def test_error_messages_keep_square_brackets(tmp_path):
+    """Messages are printed as text, not Rich markup: `[a,b]` in a value stays."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "model: {layers: [{Input: {shape: [4]}}, {Dense: {units: 1}}]}\ncompile: {loss: mse}\n"
+    )
+    r = cli("fit", cfg, "--runs-dir", tmp_path / "runs", "--set", "fit.epochs=[a,b]")
+    assert_clean_error(r, "fit.epochs", "[a,b]")
+    r = cli("validate", tmp_path / "[x] missing.yaml")
+    assert_clean_error(r, "[x] missing.yaml")

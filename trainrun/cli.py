@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
+from rich.markup import escape
 
 from trainrun.console import Reporter, console, err_console
 from trainrun.errors import TrainrunError
@@ -93,7 +94,7 @@ def _quiet_tensorflow() -> None:
 
 
 def fail(exc: TrainrunError) -> NoReturn:
-    err_console.print(f"[red]error:[/] {exc.message}", soft_wrap=True)
+    err_console.print(f"[red]error:[/] {escape(exc.message)}", soft_wrap=True)
     raise typer.Exit(exc.exit_code)
 
 
@@ -182,6 +183,7 @@ def resume(
         err_console.print(
             f"error: interrupted before training resumed; run {run} is as it was",
             soft_wrap=True,
+            markup=False,
         )
         raise typer.Exit(130) from None
     raise typer.Exit(outcome.exit_code)
@@ -209,7 +211,7 @@ def validate(
     console.print(summary, markup=False, highlight=False)
     console.print("[bold]resolved config[/] (a run's config.yaml holds the full form)")
     console.print(describe(loaded), markup=False, highlight=False, soft_wrap=True)
-    console.print(f"[green]{config} is valid[/]")
+    console.print(f"[green]{escape(str(config))} is valid[/]")
 
 
 @app.command()
