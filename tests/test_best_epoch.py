@@ -288,3 +288,25 @@ def test_final_weights_epoch_after_resume(tmp_path):
     assert ev.returncode == 0, ev.stdout + ev.stderr
     loss = json.loads((run / "eval.json").read_text())["metrics"]["loss"]
     assert math.isclose(loss, float(rows[held - 1]["val_loss"]), rel_tol=1e-4, abs_tol=1e-5)
+
+
+@pytest.mark.slow
+def test_checkpoint_best_takes_the_direction_training_found(tmp_path):
+    """--checkpoint best among ModelCheckpoint files named by val_AUC, with mode auto:
+    the highest is best, as run.json's best.mode says (the name alone said 'min')."""
+    from trainrun.engine.saved import _pick_from_callback
+    from trainrun.runs.rundir import RunDir
+
+    run = tmp_path / "run"
+    (run / "ckpt").mkdir(parents=True)
+    for value in ("0.61", "0.93", "0.75"):
+        (run / "ckpt" / f"m-{value}.keras").write_bytes(b"")
+    best = {"monitor": "val_AUC", "value": 0.93, "epoch": 2, "mode": "max"}
+    (run / "run.json").write_text(json.dumps({"status": "completed", "best": best}))
+    args = {"filepath": "ckpt/m-{val_AUC:.2f}.keras", "monitor": "val_AUC"}
+    path, how = _pick_from_callback(RunDir(run), args)
+    assert path.name == "m-0.93.keras", how
+    (run / "run.json").write_text(
+        json.dumps({"status": "completed", "best": {**best, "mode": "min"}})
+    )
+    assert _pick_from_callback(RunDir(run), args)[0].name == "m-0.61.keras"

@@ -89,6 +89,26 @@ def _number(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _direction(run: RunDir, monitor: str, mode: str) -> str:
+    """How `monitor` improves: the callback's own mode, else what training found
+    (run.json's best, from Keras' metric directions), else a guess from the name
+    (runs from before run.json recorded it)."""
+    if mode in ("min", "max"):
+        return mode
+    try:
+        info = run.read_info()
+    except TrainrunError:
+        info = None
+    best = info.get("best") if isinstance(info, dict) else None
+    if (
+        isinstance(best, dict)
+        and best.get("monitor") == monitor
+        and best.get("mode") in ("min", "max")
+    ):
+        return best["mode"]
+    return monitor_mode(monitor)
+
+
 def _pick_from_callback(run: RunDir, args: dict[str, Any]) -> tuple[Path, str] | None:
     """The best file one ModelCheckpoint wrote, and how it was chosen; None if it wrote none."""
     template = str(args.get("filepath", ""))
@@ -105,8 +125,7 @@ def _pick_from_callback(run: RunDir, args: dict[str, Any]) -> tuple[Path, str] |
     if not matches:
         return None
     monitor = str(args.get("monitor", "val_loss"))
-    mode = str(args.get("mode", "auto"))
-    sign = 1.0 if (mode if mode in ("min", "max") else monitor_mode(monitor)) == "min" else -1.0
+    sign = 1.0 if _direction(run, monitor, str(args.get("mode", "auto"))) == "min" else -1.0
 
     def epoch_of(values: dict[str, str]) -> float:
         return _number(values.get("epoch", "")) or 0.0
