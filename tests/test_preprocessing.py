@@ -201,6 +201,13 @@ def test_text_classification_from_npy_strings(tmp_path):
     assert {"good", "bad", "the"} <= set(vocab)
     ev = cli("evaluate", run)  # model.keras carries the vocabulary
     assert ev.returncode == 0, ev.stdout + ev.stderr
+    # predict takes text for a text model, and numbers are refused for it
+    pr = cli("predict", run, tmp_path / "x_test.npy", "--out", tmp_path / "p.npy")
+    assert pr.returncode == 0, pr.stdout + pr.stderr
+    probs = np.load(tmp_path / "p.npy")
+    assert probs.shape == (100, 2) and float(np.mean(probs.argmax(1) == yt)) > 0.9
+    np.save(tmp_path / "numbers.npy", np.zeros((3, 4), np.float32))
+    assert_clean_error(cli("predict", run, tmp_path / "numbers.npy"), "text")
 
 
 GRAPH = """\

@@ -79,10 +79,10 @@ def read_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
         ) from None
     for key, a in arrays.items() if isinstance(arrays, dict) else [(None, arrays)]:
         what = f"array '{key}' of {path.name}" if key is not None else path.name
-        if a.dtype.kind not in NUMERIC_KINDS:
+        if a.dtype.kind not in NUMERIC_KINDS + TEXT_KINDS:
             raise DataError(
                 f"{what} holds {a.dtype} values ({_kind(a.dtype)}); predict needs numbers "
-                "(integers or floats), as the model was trained on"
+                "(integers or floats), or text for a model whose input is text"
             )
         if a.ndim == 0:
             raise DataError(
@@ -91,6 +91,35 @@ def read_inputs(path: Path) -> np.ndarray | dict[str, np.ndarray]:
         if len(a) == 0:
             raise DataError(f"{what} holds no samples: its shape is {_fmt_shape(a.shape)}")
     return arrays
+
+
+TEXT_KINDS = "US"  # str and bytes arrays: inputs of a text model (dtype string)
+
+
+def check_dtypes(arrays: dict[str, np.ndarray], model: Any, source: Path) -> None:
+    """Text for a model input of dtype string, numbers for every other input."""
+    wanted = {t.name: str(t.dtype) for t in model.inputs}
+    for name, a in arrays.items():
+        text_input = wanted.get(name) == "string"
+        if text_input and a.dtype.kind not in TEXT_KINDS:
+            raise DataError(
+                f"{source.name}: model input '{name}' takes text (dtype string), but the array "
+                f"holds {a.dtype} values; give an array of strings"
+            )
+        if not text_input and a.dtype.kind in TEXT_KINDS:
+            raise DataError(
+                f"{source.name}: array for '{name}' holds {a.dtype} values ({_kind(a.dtype)}); "
+                "predict needs numbers (integers or floats), as the model was trained on"
+            )
+
+
+def _as_tensor(a: np.ndarray) -> Any:
+    """Text as a string tensor: Keras' NumPy path has no dtype for str arrays."""
+    if a.dtype.kind not in TEXT_KINDS:
+        return a
+    import tensorflow as tf
+
+    return tf.constant(a)
 
 
 def _kind(dtype: np.dtype) -> str:
@@ -355,6 +384,7 @@ def predict(
     model = load_model(run, loaded, chosen)
     inputs = model_inputs(model)
     arrays = match_inputs(raw, inputs, source)
+    check_dtypes(arrays, model, source)
     given = {n: tuple(a.shape) for n, a in arrays.items()}
     note = ""
     if use_preprocessing:
@@ -363,7 +393,8 @@ def predict(
     samples = check_shapes(arrays, inputs, note, given)
     names = output_names(model)
     check_targets(output_files(target, names or ["output"]), source, out)
-    feed: Any = arrays if len(arrays) > 1 else next(iter(arrays.values()))
+    feed: Any = {n: _as_tensor(a) for n, a in arrays.items()}
+    feed = feed if len(feed) > 1 else next(iter(feed.values()))
     preds = model.predict(feed, batch_size=loaded.config.fit.batch_size, verbose=0)
     outputs = _as_outputs(preds, names)
     files = output_files(target, list(outputs))
