@@ -127,15 +127,31 @@ def test_there_are_the_eight_examples():
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_config_is_valid_without_tensorflow(name):
-    """Keys, types, and the names of layers, losses, metrics and callbacks, as written."""
+def test_config_is_valid_without_tensorflow(name, tmp_path):
+    """What `trainrun validate` checks before TensorFlow: keys, types, values, the names
+    and parameters of layers, optimizer, losses, metrics and callbacks, the data paths."""
     import sys
 
     from trainrun.config import load_config
+    from trainrun.precheck import precheck
 
-    loaded = load_config(KERAS_IO / name, [])
-    assert loaded is not None
+    sets = data_for(name, tmp_path)[1::2]  # the values of the --set options
+    precheck(load_config(KERAS_IO / name, sets))
     assert "tensorflow" not in sys.modules
+
+
+def test_precheck_sees_a_misspelt_layer_in_these_configs(tmp_path):
+    """The check above can fail: a typo in a keras.io config is refused without TensorFlow."""
+    from trainrun.config import load_config
+    from trainrun.errors import TrainrunError
+    from trainrun.precheck import precheck
+
+    bad = tmp_path / "bad.yaml"
+    text = (KERAS_IO / "timeseries_classification.yaml").read_text()
+    bad.write_text(text.replace("GlobalAveragePooling1D", "GlobalAveragePoolin1D"))
+    sets = data_for("timeseries_classification.yaml", tmp_path)[1::2]
+    with pytest.raises(TrainrunError, match="GlobalAveragePoolin1D"):
+        precheck(load_config(bad, sets))
 
 
 @pytest.mark.parametrize("name", NAMES)
