@@ -50,7 +50,11 @@ class CategoricalTruePositives(keras.metrics.Metric):
         self.true_positives.assign_add(ops.sum(values))
 
     def result(self):
-        return self.true_positives
+        # A read of the variable (a cast, as Keras' own metrics do), not the variable
+        # itself as keras.io returns: Keras 3 keeps result() in the training logs while
+        # validation resets and refills the variable, so the training count would show
+        # validation's.
+        return ops.cast(self.true_positives, self.dtype)
 
     def reset_state(self):
         self.true_positives.assign(0.0)
