@@ -226,7 +226,7 @@ def test_fit_piped_prints_whole_lines(tmp_path):
         assert len(epochs) == 2, text
         for line in epochs:
             assert all(re.search(rf"\b{n} \d", line) for n in names), line  # value beside name
-        last = next(line for line in text.splitlines() if "last epoch" in line)
+        last = next(line for line in text.splitlines() if re.search(r"\blast epoch:? ", line))
         assert all(re.search(rf"\b{n} \d", last) for n in names), last
         train_on = next(line for line in text.splitlines() if "train on" in line)
         assert train_on.rstrip().endswith("--epochs 12"), train_on

@@ -407,12 +407,12 @@ def test_two_workers_train_resume_and_agree(tmp_path, mirrored_run):
     assert_same_history(chief, mirrored_run)
     assert float(read_history(chief)[-1]["val_sparse_categorical_accuracy"]) > 0.8
 
-    # Workers whose saved states differ refuse to resume, all of them, instead of hanging.
+    # A worker without its state refuses (never restarts silently), and the others
+    # hear why and refuse too, instead of waiting for it.
     shutil.rmtree(worker / "state")
-    for r in run_workers("resume", chief.name, "--epochs", "3", "--runs-dir", runs):
-        assert_clean_error(
-            r, "the workers' saved states differ", "epoch 1, step 0 / epoch 3, step 0"
-        )
+    chief_r, worker_r = run_workers("resume", chief.name, "--epochs", "3", "--runs-dir", runs)
+    assert_clean_error(worker_r, "state is missing or empty", "refused")
+    assert_clean_error(chief_r, "the workers' saved states differ", "no usable state")
     assert run_info(chief)["epochs_done"] == 2
 
 

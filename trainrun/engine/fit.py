@@ -104,15 +104,25 @@ def _worker_ref(ref: str | Path, runs_dir: Path) -> str | Path:
     return ref
 
 
-def _check_workers_agree(session: Session) -> None:
-    """All workers must resume from the same step, each from its own saved state."""
+def _check_workers_agree(session: Session, unusable: RunDirError | None = None) -> None:
+    """All workers must resume from the same step, each from its own saved state.
+
+    `unusable`: why this worker's state cannot be resumed from; the others hear
+    it too, so that every worker fails instead of waiting on this one.
+    """
     rt = session.rt
     if not rt.multi_worker:
+        if unusable is not None:
+            raise unusable
         return
     own_dir = rt.is_chief or session.run.path.name == rt.task.name
     here = f"epoch {session.start_epoch + 1}, step {session.start_step}"
+    if unusable is not None:
+        here = f"{rt.task.name}: no usable state"
     # Gathered before raising, so that every worker fails instead of waiting on this one.
     seen = rt.worker_values(here if own_dir else f"no {rt.task.name}/ directory")
+    if unusable is not None:
+        raise unusable
     if not own_dir:
         raise RunDirError(
             f"{session.run.path / rt.task.name} not found: a non-chief worker resumes from its "
@@ -204,12 +214,21 @@ def _start_resume(
     loaded = load_config(run.config_file, overrides)
     if loaded.config.seed is None:
         raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
-    run.check_resumable(info, epochs)
+    multi_worker = loaded.config.distribute == "multi_worker"
+    run.check_resumable(info, epochs, state=not multi_worker)
     status = info.get("status")
     session = Session(loaded, run, reporter, device=device, resuming=True)
     session.prepare()
-    restored = session.restore(info)
-    _check_workers_agree(session)
+    try:
+        if multi_worker:
+            run.check_state_present(info)
+        restored = session.restore(info)
+        unusable = None
+    except RunDirError as exc:
+        if not session.rt.multi_worker:
+            raise
+        restored, unusable = False, exc  # told to the other workers first, then raised
+    _check_workers_agree(session, unusable)
     if status == "stopped_early" and epochs is not None:
         session.model.stop_training = False
     if epochs is not None:

@@ -139,10 +139,13 @@ class RunDir:
         except (OSError, json.JSONDecodeError) as exc:
             raise RunDirError(f"{self.run_json} is unreadable: {exc}") from None
 
-    def check_resumable(self, info: dict[str, Any], epochs: int | None) -> None:
+    def check_resumable(
+        self, info: dict[str, Any], epochs: int | None, *, state: bool = True
+    ) -> None:
         """Refuse a resume that has nothing to do or nothing to continue from, before
         anything heavy is loaded. The source of truth for whether a run can be resumed
-        (`trainrun runs` should offer `resume` only where this passes)."""
+        (`trainrun runs` should offer `resume` only where this passes). `state=False`
+        leaves out `check_state_present` (a multi-worker resume checks it with the others)."""
         done = info.get("epochs_done", 0)
         if not isinstance(done, int) or isinstance(done, bool) or done < 0:
             raise RunDirError(
@@ -164,6 +167,11 @@ class RunDir:
                 f"run {self.id} is {status} after {done} epoch(s); "
                 f"to train further, raise the target: trainrun resume {self.path} --epochs {done + 10}"
             )
+        if state:
+            self.check_state_present(info)
+
+    def check_state_present(self, info: dict[str, Any]) -> None:
+        """Refuse a run that has made progress but whose state/ is gone."""
         progress = self.progress(info)
         if progress and not (self.state_dir.is_dir() and any(self.state_dir.glob("ckpt-*"))):
             raise RunDirError(
