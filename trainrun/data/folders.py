@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import inspect
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from trainrun.config import LoadedConfig
+from trainrun.data.arrays import ArraySplit
 from trainrun.errors import DataError
 
 # A source's files are refused when they would take more than this share of the
@@ -146,6 +148,21 @@ def list_files(loaded: LoadedConfig, formats: tuple[str, ...]) -> Listings:
             ("data", data.source, "label_mode"),
         )
     return Listings(train, validation, test, names)
+
+
+def array_splits(
+    files: Listings, label_mode: str, read: Callable[[Listing, str], np.ndarray]
+) -> tuple[ArraySplit, ArraySplit | None, ArraySplit | None]:
+    """(train, validation, test) in memory: x from `read(listing, split name)`, y encoded."""
+    out = []
+    for name in ("train", "validation", "test"):
+        listing = getattr(files, name)
+        if listing is None:
+            out.append(None)
+            continue
+        y = encode_labels(listing.labels, label_mode, len(files.class_names))
+        out.append(ArraySplit(read(listing, name), y))
+    return out[0], out[1], out[2]
 
 
 def encode_labels(labels: np.ndarray, label_mode: str, num_classes: int) -> np.ndarray:

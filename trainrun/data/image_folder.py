@@ -16,7 +16,7 @@ import tensorflow as tf
 from trainrun.config import LoadedConfig
 from trainrun.config.schema import ImageFolder
 from trainrun.data.arrays import ArraySplit
-from trainrun.data.folders import Listing, check_fits, encode_labels, list_files
+from trainrun.data.folders import Listing, array_splits, check_fits, list_files
 from trainrun.errors import DataError
 
 # Keras' image_dataset_utils.ALLOWLIST_FORMATS
@@ -115,11 +115,4 @@ def load(loaded: LoadedConfig) -> tuple[ArraySplit, ArraySplit | None, ArraySpli
         "tfdata factory that returns keras.utils.image_dataset_from_directory(...) "
         "(its resume restarts the epoch in the factory's order, not bitwise)",
     )
-    out = []
-    for name, listing in splits.items():
-        if listing is None:
-            out.append(None)
-            continue
-        y = encode_labels(listing.labels, cfg.label_mode, len(files.class_names))
-        out.append(ArraySplit(_decode(listing, cfg, name), y))
-    return out[0], out[1], out[2]
+    return array_splits(files, cfg.label_mode, lambda listing, name: _decode(listing, cfg, name))

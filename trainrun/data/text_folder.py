@@ -15,7 +15,7 @@ import numpy as np
 
 from trainrun.config import LoadedConfig
 from trainrun.data.arrays import ArraySplit
-from trainrun.data.folders import Listing, check_fits, encode_labels, list_files
+from trainrun.data.folders import Listing, array_splits, check_fits, list_files
 from trainrun.errors import DataError
 
 FORMATS = (".txt",)
@@ -51,11 +51,6 @@ def load(loaded: LoadedConfig) -> tuple[ArraySplit, ArraySplit | None, ArraySpli
         "that returns keras.utils.text_dataset_from_directory(...) (its resume restarts "
         "the epoch in the factory's order, not bitwise)",
     )
-    out = []
-    for name, listing in splits.items():
-        if listing is None:
-            out.append(None)
-            continue
-        y = encode_labels(listing.labels, cfg.label_mode, len(files.class_names))
-        out.append(ArraySplit(_read(listing, cfg.max_length, name), y))
-    return out[0], out[1], out[2]
+    return array_splits(
+        files, cfg.label_mode, lambda listing, name: _read(listing, cfg.max_length, name)
+    )
