@@ -45,19 +45,7 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
                 path=format_path(path),
                 hint="see `trainrun callbacks`, or give an import path module:Class",
             ).locate(file=loaded.file, line=loaded.line_of(path))
-        sig = catalog.signature("callback", name)
-        if sig is None or sig.var_kwargs:
-            continue
-        for key in args:
-            if key not in sig.param_names:
-                raise loaded.error(
-                    f"unknown parameter '{key}' for callback '{name}'"
-                    + (
-                        did_you_mean(key, sig.param_names)
-                        or f"; it takes: {', '.join(sig.param_names)}"
-                    ),
-                    (*path, name, key),
-                )
+        _check_params(loaded, "callback", name, args, (*path, name))
         if name == "LearningRateScheduler" and isinstance(args.get("schedule"), dict):
             sched = args["schedule"]
             for kind in sched:
