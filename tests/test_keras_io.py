@@ -105,7 +105,7 @@ def data_for(name: str, tmp: Path) -> list[str]:
         sets += ["model.inputs.image.shape=[32,32,3]", "fit.batch_size=16"]
     elif name == "transfer_learning.yaml":
         # Xception's smallest input is 71x71.
-        root = make_images(tmp / "cats_vs_dogs", ("cat", "dog"), per_class=8, size=80)
+        root = make_images(tmp / "cats_vs_dogs", ("cat", "dog"), per_class=5, size=80)
         sets = [f"data.image_folder.directory={root}", "data.image_folder.image_size=[71,71]"]
         sets += ["model.layers.0.Input.shape=[71,71,3]"]
     elif name == "bidirectional_lstm_imdb.yaml":
@@ -213,3 +213,18 @@ def test_config_trains_on_a_tiny_slice(name, tmp_path):
         assert 200 < last["categorical_true_positives"] <= 1000, last
     if name == "timeseries_classification.yaml":
         assert (run / "checkpoints" / "best_model.keras").is_file()
+    if name == "transfer_learning.yaml":
+        # keras.io's second stage, as the config's comment writes it: the backbone
+        # unfrozen, Adam(1e-5), from the first run's weights.
+        second = tmp_path / "finetune"
+        r = cli(
+            "fit", KERAS_IO / name, "--runs-dir", second, *sets,
+            "--set", "model.layers.4.Xception.trainable=true",
+            "--set", "compile.optimizer.learning_rate=1e-5",
+            "--set", f"model.initial_weights={run / 'model.keras'}",
+            "--set", "fit.epochs=1",
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+        finetuned = only_run(second)
+        assert run_info(finetuned)["status"] == "completed"
+        finite_metrics(finetuned)
