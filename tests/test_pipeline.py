@@ -7,10 +7,19 @@ import pytest
 
 from trainrun.data.arrays import ArraySplit
 
-pytestmark = pytest.mark.slow  # imports TensorFlow
+pytestmark = pytest.mark.slow  # imports TensorFlow: when a test runs, not at collection
 
-tf = pytest.importorskip("tensorflow")
-from trainrun.data.pipeline import batches, epoch_batches  # noqa: E402
+
+def batches(*args, **kwargs):
+    from trainrun.data.pipeline import batches
+
+    return batches(*args, **kwargs)
+
+
+def epoch_batches(*args, **kwargs):
+    from trainrun.data.pipeline import epoch_batches
+
+    return epoch_batches(*args, **kwargs)
 
 
 def labels(ds, n=None):
@@ -43,6 +52,8 @@ def test_start_batch_continues_the_same_sequence(split):
 
 
 def test_epoch_batches_follow_the_epoch_variable(split):
+    import tensorflow as tf
+
     whole = labels(batches(split, batch_size=4, shuffle=True, seed=3, repeat=True), 9)
     epoch = tf.Variable(0, dtype=tf.int64)
     ds = epoch_batches(split, batch_size=4, shuffle=True, seed=3, epoch_var=epoch)
@@ -53,6 +64,8 @@ def test_epoch_batches_follow_the_epoch_variable(split):
 
 
 def test_scale_casts_inputs_only(split):
+    import tensorflow as tf
+
     (x, y), *_ = list(batches(split, batch_size=4, scale=2.0))
     assert x.dtype == tf.float32 and x.numpy()[:, 0].tolist() == [0.0, 0.5, 1.0, 1.5]
     assert y.numpy().tolist() == [0, 1, 2, 3]
