@@ -178,3 +178,17 @@ def test_show_non_numeric_history_rows(tmp_path):
     assert "history.csv line 4" in out  # the row without an epoch is named, not silently lost
     table = [line for line in r.stdout.splitlines() if line.startswith("│")]
     assert any(line.split("│")[1].strip() == "4" for line in table), table  # last row is shown
+
+
+@pytest.mark.parametrize("run_id", ["latin1-run", "list-run"])
+@pytest.mark.parametrize("command", ["resume", "evaluate", "predict"])
+def test_commands_on_a_broken_run_json_are_one_clean_error(runs, tmp_path, run_id, command):
+    """resume needs run.json and names what is wrong with it; evaluate and predict do
+    not need it (these runs lack model.keras): each is one clean error."""
+    extra = [str(tmp_path / "x.npy")] if command == "predict" else []
+    r = cli(command, runs / run_id, *extra)
+    if command == "resume":
+        assert_clean_error(r, "run.json")
+        assert "UTF-8" in r.stderr or "JSON object" in r.stderr, r.stderr
+    else:
+        assert_clean_error(r, "no model.keras")

@@ -31,7 +31,6 @@ from trainrun.runs.listing import (
     fmt_best,
     fmt_duration,
     fmt_epochs,
-    read_record,
 )
 from trainrun.runs.rundir import RunDir
 
@@ -260,7 +259,7 @@ def _shown_rows(rows: list[dict[str, float]], best_epoch: int | None) -> list[di
 
 def show_run(run: RunDir, out: Console) -> None:
     """Print the run's summary and history; write curves.png."""
-    info = read_record(run)
+    info = run.read_info()
     try:
         config = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:

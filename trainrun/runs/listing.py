@@ -9,7 +9,6 @@ process holds the run is shown as killed: `trainrun resume` continues it.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,44 +35,6 @@ class RunRow:
     @property
     def ok(self) -> bool:
         return self.status not in ("broken", "not a run")
-
-
-def read_record(run: RunDir) -> dict[str, Any]:
-    """The run's run.json as a dict; RunDirError naming the file and what is wrong with it.
-
-    Infinity and NaN are accepted (Python's json writes them for a diverged loss);
-    the fields are checked where they are shown, so one odd value costs one cell.
-    """
-    path = run.run_json
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise RunDirError(f"{path} is unreadable: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RunDirError(
-            f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
-            "the run's record is damaged: restore it from a backup or remove the run"
-        ) from None
-    try:
-        info = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise RunDirError(
-            f"{path} is unreadable: {exc.msg} at line {exc.lineno} column {exc.colno}; "
-            "the run's record is damaged: restore it from a backup or remove the run"
-        ) from None
-    if not isinstance(info, dict):
-        raise RunDirError(
-            f"{path} is not a JSON object (it holds {_kind(info)}); "
-            'a run\'s record is an object like {"id": ..., "status": ...}'
-        )
-    return info
-
-
-def _kind(value: Any) -> str:
-    names = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}
-    return names.get(type(value), "a number")
 
 
 def finite(value: Any) -> float | None:
@@ -189,7 +150,7 @@ def describe(path: Path) -> RunRow:
         missing = "no run.json" + ("" if run.config_file.is_file() else " or config.yaml")
         return RunRow(path.name, "not a run", note=missing, sort_key=_mtime(path))
     try:
-        info = read_record(run)
+        info = run.read_info()
     except TrainrunError as exc:
         return RunRow(path.name, "broken", note=exc.message, sort_key=_mtime(path))
     status, note = effective_status(run, info)

@@ -134,10 +134,36 @@ class RunDir:
 
     # ------------------------------------------------------------ run.json
     def read_info(self) -> dict[str, Any]:
+        """The run's run.json as a dict; RunDirError naming the file and what is wrong with it.
+
+        Infinity and NaN are accepted (Python's json writes them for a diverged loss);
+        the fields are checked where they are shown, so one odd value costs one cell.
+        """
+        path = self.run_json
         try:
-            return json.loads(self.run_json.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise RunDirError(f"{self.run_json} is unreadable: {exc}") from None
+            data = path.read_bytes()
+        except OSError as exc:
+            raise RunDirError(f"{path} is unreadable: {exc.strerror or exc}") from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RunDirError(
+                f"{path} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                "the run's record is damaged: restore it from a backup or remove the run"
+            ) from None
+        try:
+            info = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RunDirError(
+                f"{path} is unreadable: {exc.msg} at line {exc.lineno} column {exc.colno}; "
+                "the run's record is damaged: restore it from a backup or remove the run"
+            ) from None
+        if not isinstance(info, dict):
+            raise RunDirError(
+                f"{path} is not a JSON object (it holds {_kind(info)}); "
+                'a run\'s record is an object like {"id": ..., "status": ...}'
+            )
+        return info
 
     def check_resumable(
         self, info: dict[str, Any], epochs: int | None, *, state: bool = True
@@ -340,3 +366,8 @@ def _lock_pid(fd: int) -> int | None:
         return int(text[0]) if text else None
     except (OSError, ValueError):
         return None
+
+
+def _kind(value: Any) -> str:
+    names = {list: "a list", str: "a string", bool: "true/false", type(None): "null"}
+    return names.get(type(value), "a number")
