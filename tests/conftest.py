@@ -74,6 +74,40 @@ def read_history(run: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def keras_arrays(keras_file: Path) -> dict:
+    """Every array of a .keras file's weights (model and optimizer), by its path in the
+    file. Read from the archive directly: loading the model would import TensorFlow."""
+    import io
+    import zipfile
+
+    import h5py
+
+    with zipfile.ZipFile(keras_file) as archive:
+        data = archive.read("model.weights.h5")
+    arrays: dict = {}
+    with h5py.File(io.BytesIO(data), "r") as f:
+        f.visititems(
+            lambda name, obj: (
+                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
+            )
+        )
+    return arrays
+
+
+def assert_same_model(run: Path, baseline: Path) -> None:
+    """The same history.csv and bitwise the same model.keras arrays as `baseline`."""
+    import numpy as np
+
+    assert read_history(run) == read_history(baseline)
+    got, want = keras_arrays(run / "model.keras"), keras_arrays(baseline / "model.keras")
+    assert got.keys() == want.keys()
+    assert any(key.startswith("layers/") for key in want), sorted(want)
+    for key, b in want.items():
+        a = got[key]
+        assert a.dtype == b.dtype, key
+        assert np.array_equal(a, b), (key, float(np.max(np.abs(a - b))))
+
+
 def assert_clean_error(result: subprocess.CompletedProcess, *needles: str, code: int = 2) -> None:
     """Exit code, one 'error:' message, no traceback, and each needle in the message."""
     out = result.stdout + result.stderr

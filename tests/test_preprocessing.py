@@ -6,17 +6,23 @@ The fast tests load configs only; the slow ones train tiny models in a subproces
 
 from __future__ import annotations
 
-import io
 import json
 import signal
 import textwrap
 import zipfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-from conftest import assert_clean_error, cli, only_run, read_history, run_info
+from conftest import (
+    assert_clean_error,
+    assert_same_model,
+    cli,
+    keras_arrays,
+    only_run,
+    read_history,
+    run_info,
+)
 
 from trainrun.config import load_config
 from trainrun.errors import ConfigError
@@ -75,20 +81,6 @@ def test_num_classes_needs_one_hot(tmp_path):
 # ---------------------------------------------------------------- slow: training
 
 
-def _model_arrays(run: Path) -> dict[str, np.ndarray]:
-    """Every array of model.keras' weights file, by path (no TensorFlow import)."""
-    with zipfile.ZipFile(run / "model.keras") as archive:
-        data = archive.read("model.weights.h5")
-    arrays: dict[str, np.ndarray] = {}
-    with h5py.File(io.BytesIO(data), "r") as f:
-        f.visititems(
-            lambda name, obj: (
-                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-            )
-        )
-    return arrays
-
-
 def _assets(run: Path) -> dict[str, bytes]:
     with zipfile.ZipFile(run / "model.keras") as archive:
         return {n: archive.read(n) for n in archive.namelist() if n.startswith("assets/")}
@@ -136,7 +128,7 @@ def test_normalization_adapts_on_scaled_training_samples_only(tmp_path):
     r, run = _fit(cfg, tmp_path / "runs")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "adapted normalization on 400 training samples" in r.stdout
-    arrays = _model_arrays(run)
+    arrays = keras_arrays(run / "model.keras")
     mean = next(v for k, v in arrays.items() if k.endswith("normalization/vars/0"))
     var = next(v for k, v in arrays.items() if k.endswith("normalization/vars/1"))
     scaled = x[:400] / np.array([255, 255, 1], "float32")
@@ -269,11 +261,7 @@ def test_resume_after_kill_restores_adapted_state_bitwise(tmp_path):
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert "adapted" not in resumed.stdout  # restored from state/, never adapted again
     assert run_info(run)["status"] == "completed"
-    assert read_history(run) == read_history(baseline)
-    got, want = _model_arrays(run), _model_arrays(baseline)
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        assert np.array_equal(got[key], value), key
+    assert_same_model(run, baseline)
     assert _assets(run) == _assets(baseline)
     assert _assets(run)  # the vocabularies are in the saved model
     assert _bin_boundaries(run) == _bin_boundaries(baseline)

@@ -12,7 +12,6 @@ mounts: both need root (mount); without it those tests are skipped, saying why.
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 import signal
@@ -20,13 +19,11 @@ import subprocess
 import sys
 import time
 import uuid
-import zipfile
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
-from conftest import ROOT, cli, read_history, run_info
+from conftest import ROOT, assert_same_model, cli, keras_arrays, read_history, run_info
 
 pytestmark = pytest.mark.slow
 
@@ -192,28 +189,6 @@ def assert_one_error(r: subprocess.CompletedProcess, *needles: str, code: int) -
     return errors[0]
 
 
-def weights(keras_file: Path) -> dict[str, np.ndarray]:
-    """Every array of a .keras file (weights and optimizer), read without TensorFlow."""
-    with zipfile.ZipFile(keras_file) as archive:
-        data = archive.read("model.weights.h5")
-    arrays: dict[str, np.ndarray] = {}
-    with h5py.File(io.BytesIO(data), "r") as f:
-        f.visititems(
-            lambda name, obj: (
-                arrays.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None
-            )
-        )
-    return arrays
-
-
-def assert_same_run(run: Path, baseline: Path) -> None:
-    assert read_history(run) == read_history(baseline)
-    got, want = weights(run / "model.keras"), weights(baseline / "model.keras")
-    assert got.keys() == want.keys()
-    for key, value in want.items():
-        assert np.array_equal(got[key], value), key
-
-
 def temp_files(run: Path) -> list[Path]:
     return [p for p in run.rglob("*") if p.name.startswith(".tmp-") or p.name.endswith(".tmp")]
 
@@ -241,7 +216,7 @@ def test_disk_full_during_training_fails_cleanly_then_resumes_bitwise(
     resumed = cli("resume", run)
     assert resumed.returncode == 0, output(resumed)
     assert run_info(run)["status"] == "completed"
-    assert_same_run(run, baseline)
+    assert_same_model(run, baseline)
     assert temp_files(run) == []
 
 
@@ -264,7 +239,7 @@ def test_disk_full_at_the_final_save_keeps_the_state_and_resume_writes_the_model
     assert resumed.returncode == 0, output(resumed)
     assert run_info(run)["status"] == "completed"
     # EarlyStopping's restore_best_weights still happens at the (resumed) train end.
-    assert_same_run(run, baseline)
+    assert_same_model(run, baseline)
 
 
 def test_disk_full_at_start_leaves_no_run_directory(workdir, small_disk):
@@ -364,7 +339,7 @@ def test_ctrl_c_during_the_final_save_marks_the_run_for_what_it_is(workdir, base
     assert r.returncode == 0, out
     assert "interrupted after the last epoch" in out
     assert run_info(run)["status"] == "completed"
-    assert_same_run(run, baseline)
+    assert_same_model(run, baseline)
 
 
 @pytest.mark.parametrize("when", ["importing", "run directory made"])
@@ -407,7 +382,7 @@ def test_nan_loss_without_terminate_on_nan_fails_and_saves_nothing_nan(workdir, 
     assert info["status"] == "failed" and "loss became NaN at epoch" in info["error"]
     assert not (run / "model.keras").exists()
     for keras_file in (run / "ckpt").glob("*.keras"):
-        for key, value in weights(keras_file).items():
+        for key, value in keras_arrays(keras_file).items():
             assert np.isfinite(value).all(), (keras_file, key)
     for npz in (run / "state").glob("ckpt-*/arrays.npz"):
         with np.load(npz) as f:
