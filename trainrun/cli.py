@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn
 import typer
 from rich.markup import escape
 
+from trainrun import signals
 from trainrun.console import Reporter, console, err_console
 from trainrun.errors import TrainrunError
 
@@ -396,7 +397,7 @@ def _exit_at_once(signum: int, frame: object) -> None:
 
 def main() -> None:
     # SIGTERM as Ctrl-C: a command stops with its message, not silently with 143.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signals.install()
     try:
         app()
     except KeyboardInterrupt:

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from trainrun import signals
 from trainrun.config import LoadedConfig, dump_config, load_config, with_seed
 from trainrun.console import Reporter
 from trainrun.engine import runtime
@@ -162,6 +163,7 @@ def fit(
             reporter.attach_log(run.train_log)
             _report_start(reporter, session, "fit")
         run.acquire()
+        signals.raise_if_received()  # one that library code swallowed during start-up
     except BaseException as exc:
         # Start-up failed or was interrupted (Ctrl-C, SIGTERM): no half-made run is left.
         _remove_run(run, rt, reporter)
@@ -229,6 +231,7 @@ def _start_resume(
             raise
         restored, unusable = False, exc  # told to the other workers first, then raised
     _check_workers_agree(session, unusable)
+    signals.raise_if_received()  # before the run's files change: it is left as it was
     if status == "stopped_early" and epochs is not None:
         session.model.stop_training = False
     if epochs is not None:
