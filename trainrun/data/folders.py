@@ -107,6 +107,14 @@ def list_files(loaded: LoadedConfig, formats: tuple[str, ...]) -> Listings:
         seed,
     )
     train, validation = Listing(paths, labels), None
+
+    def other_split(key: str) -> Listing:
+        """A split from its own folder, with the training split's class names, unshuffled."""
+        found, found_labels, _ = _index(
+            loaded, key, loaded.resolve_path(getattr(cfg, key)), formats, names, False, seed
+        )
+        return Listing(found, found_labels)
+
     if cfg.validation_split:
         n_val = int(cfg.validation_split * len(paths))  # Keras' count
         if n_val == 0 or n_val == len(paths):
@@ -119,28 +127,8 @@ def list_files(loaded: LoadedConfig, formats: tuple[str, ...]) -> Listings:
         train = Listing(paths[:-n_val], labels[:-n_val])
         validation = Listing(paths[-n_val:], labels[-n_val:])
     elif cfg.validation_directory:
-        v_paths, v_labels, _ = _index(
-            loaded,
-            "validation_directory",
-            loaded.resolve_path(cfg.validation_directory),
-            formats,
-            names,
-            False,
-            seed,
-        )
-        validation = Listing(v_paths, v_labels)
-    test = None
-    if cfg.test_directory:
-        t_paths, t_labels, _ = _index(
-            loaded,
-            "test_directory",
-            loaded.resolve_path(cfg.test_directory),
-            formats,
-            names,
-            False,
-            seed,
-        )
-        test = Listing(t_paths, t_labels)
+        validation = other_split("validation_directory")
+    test = other_split("test_directory") if cfg.test_directory else None
     if cfg.label_mode == "binary" and len(names) != 2:
         raise loaded.error(
             f"label_mode 'binary' needs exactly 2 classes, but {cfg.directory} has "
