@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = ROOT / "configs"
 TEST_DATA = ROOT / "tests" / "data"
+RESUME_FIXTURES = ROOT / "tests" / "resume_fixtures"
 
 # Small slices keep a training test to a few seconds.
 SMALL = ["--set", "data.limit.train=2000", "--set", "fit.epochs=2"]
@@ -72,6 +74,15 @@ def read_history(run: Path) -> list[dict[str, str]]:
 
     with (run / "history.csv").open() as f:
         return list(csv.DictReader(f))
+
+
+def resume_workdir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A temporary folder holding tests/resume_fixtures (tiny.yaml and its callbacks)."""
+    d = tmp_path_factory.mktemp(name)
+    for f in RESUME_FIXTURES.iterdir():
+        if f.is_file():
+            shutil.copy(f, d / f.name)
+    return d
 
 
 def keras_arrays(keras_file: Path) -> dict:

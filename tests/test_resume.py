@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,20 +16,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_clean_error, assert_same_model, cli, read_history, run_info
+from conftest import (
+    ROOT,
+    assert_clean_error,
+    assert_same_model,
+    cli,
+    read_history,
+    resume_workdir,
+    run_info,
+)
 
 pytestmark = pytest.mark.slow
-
-FIXTURES = Path(__file__).parent / "resume_fixtures"
 
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("resume")
-    for f in FIXTURES.iterdir():
-        if f.is_file():
-            shutil.copy(f, d / f.name)
-    return d
+    return resume_workdir(tmp_path_factory, "resume")
 
 
 def _fit(

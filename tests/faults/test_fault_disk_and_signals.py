@@ -13,7 +13,6 @@ mounts: both need root (mount); without it those tests are skipped, saying why.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -23,11 +22,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_same_model, cli, keras_arrays, read_history, run_info
+from conftest import (
+    ROOT,
+    assert_same_model,
+    cli,
+    keras_arrays,
+    read_history,
+    resume_workdir,
+    run_info,
+)
 
 pytestmark = pytest.mark.slow
 
-FIXTURES = ROOT / "tests" / "resume_fixtures"
 
 # Test callbacks, imported by path from the config: fill the disk, or send a
 # signal, at a chosen point of training. No-ops when their variable is unset.
@@ -95,10 +101,7 @@ class SigintInFinalSave(keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("faults_disk")
-    for f in FIXTURES.iterdir():
-        if f.is_file():
-            shutil.copy(f, d / f.name)
+    d = resume_workdir(tmp_path_factory, "faults_disk")
     (d / "faults_helpers.py").write_text(HELPERS)
     config = (d / "tiny.yaml").read_text()
     config += "  - faults_helpers:FillAt\n  - faults_helpers:SigintInFinalSave\n"

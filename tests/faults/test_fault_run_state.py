@@ -19,14 +19,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, assert_clean_error, cli, run_info
+from conftest import RESUME_FIXTURES, ROOT, assert_clean_error, cli, resume_workdir, run_info
 
 from trainrun.engine.state import Snapshot, StateStore, validate_meta
 from trainrun.errors import RunDirError
 from trainrun.runs.rundir import RunDir
-
-FIXTURES = ROOT / "tests" / "resume_fixtures"
-
 
 # ---------------------------------------------------------------- helpers
 
@@ -35,13 +32,13 @@ def fake_run(tmp_path: Path, *, state: bool = True, epochs_done: int = 2, **info
     """A run directory as `trainrun fit` leaves it, without training anything."""
     run = tmp_path / "r-1"
     run.mkdir()
-    config = (FIXTURES / "tiny.yaml").read_text()
+    config = (RESUME_FIXTURES / "tiny.yaml").read_text()
     config = config.replace(
         "outputs: {state_every: 1}", f"outputs: {{state: {str(state).lower()}}}"
     )
     (run / "config.yaml").write_text(config)
     for helper in ("killer.py", "sigint.py"):
-        shutil.copy(FIXTURES / helper, run / helper)
+        shutil.copy(RESUME_FIXTURES / helper, run / helper)
     (run / "run.json").write_text(
         json.dumps(
             {"id": run.name, "status": "running", "epochs_done": epochs_done, "epochs": 4, **info}
@@ -303,11 +300,7 @@ def test_run_killed_before_any_state_may_start_over(tmp_path):
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("faults")
-    for f in FIXTURES.iterdir():
-        if f.is_file():
-            shutil.copy(f, d / f.name)
-    return d
+    return resume_workdir(tmp_path_factory, "faults")
 
 
 def _fit(workdir: Path, name: str, env: dict | None = None) -> tuple[int, Path]:
