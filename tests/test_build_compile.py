@@ -109,8 +109,8 @@ def test_set_optimizer_parameter_error_names_the_option(tmp_path):
 
 def compiled(tmp_path, compile_section: str, sets=(), *, last_layer: str = "dense"):
     """(model, compile kwargs) for a config with this compile section, in this process."""
-    from trainrun.build.compile import compile_args
-    from trainrun.build.model import build_model
+    from trainrun.builders.compile import compile_args
+    from trainrun.builders.model import build_model
 
     # Named: in one process Keras numbers the default names (dense_1, dense_2, ...).
     sets = [*sets, f"model.layers.1.Dense.name={last_layer}"]

@@ -1,7 +1,7 @@
 """Layers as a Keras user writes them: nested objects, shorthand, wrapped layers, backbones.
 
 The fast tests read configs and Keras' source only (no TensorFlow); the slow
-ones build the models with `trainrun.build.model.build_model`.
+ones build the models with `trainrun.builders.model.build_model`.
 """
 
 from __future__ import annotations
@@ -223,7 +223,7 @@ def test_required_arguments_match_every_application():
 
 
 def build(path: Path):
-    from trainrun.build.model import build_model
+    from trainrun.builders.model import build_model
 
     return build_model(checked(path))
 

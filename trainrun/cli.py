@@ -222,7 +222,7 @@ def callbacks(
     ] = None,
 ) -> None:
     """List every registered callback with its parameters and defaults."""
-    from trainrun.commands.callbacks import show_callbacks
+    from trainrun.commands.callback_help import show_callbacks
 
     try:
         show_callbacks(name, console)
@@ -411,7 +411,7 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_at_once)
     if "tensorflow" in sys.modules and isinstance(code, int | None):
-        from trainrun.tfimport import exit_now
+        from trainrun.fast_exit import exit_now
 
         exit_now(code or 0)  # skips about a second of TensorFlow teardown
     sys.exit(code)

@@ -1,15 +1,13 @@
 """The one Rich console: messages, the training progress display, tables.
 
 The engine reports through a `Reporter`; it never prints itself. Everything a
-run shows is also appended to its train.log (without colour), so the log holds
-what the run printed.
+run shows is also appended to its train.log (without colour, by
+`trainrun.trainlog`), so the log holds what the run printed.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import io
 import math
 import sys
 import time
@@ -30,6 +28,8 @@ from rich.progress import (
 )
 from rich.table import Column
 from rich.text import Text
+
+from trainrun.trainlog import RunLog, Tee
 
 # Output that is not a terminal (a pipe, a file, CI's log) has no width: Rich's
 # default of 80 columns would break table cells and messages mid-line, and a
@@ -194,23 +194,6 @@ class EtaColumn(ProgressColumn):
         return Text(fmt_eta(left), style="progress.remaining")
 
 
-class RunLog:
-    """Appends timestamped lines to a run's train.log."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._f = self.path.open("a", encoding="utf-8")
-
-    def write(self, text: str) -> None:
-        stamp = dt.datetime.now().strftime("%Y-%m-%d %H:%M:%S")
-        for line in text.rstrip("\n").splitlines() or [""]:
-            self._f.write(f"{stamp}  {line}\n")
-        self._f.flush()
-
-    def close(self) -> None:
-        self._f.close()
-
-
 class Reporter:
     """What a run shows the user: a live progress display on a terminal, plain lines otherwise."""
 
@@ -250,7 +233,7 @@ class Reporter:
         pinned = [(c, c._file) for c in (self.console, err_console)]
         self.console.file = out
         err_console.file = err
-        sys.stdout, sys.stderr = _Tee(out, self.log), _Tee(err, self.log)
+        sys.stdout, sys.stderr = Tee(out, self.log), Tee(err, self.log)
         try:
             yield
         finally:
@@ -381,30 +364,6 @@ class BarLayout:
         fixed = description + counts + self.TIMES + self.GAPS
         self.bar_width = 30 if width - fixed >= 30 + 60 else 20 if width - fixed >= 20 + 40 else 10
         self.metrics_room = max(0, width - fixed - self.bar_width - 1)
-
-
-class _Tee(io.TextIOBase):
-    def __init__(self, stream: Any, log: RunLog) -> None:
-        self.stream = stream
-        self.log = log
-        self._pending = ""
-
-    def write(self, text: str) -> int:
-        self.stream.write(text)
-        self._pending += text
-        if "\n" in self._pending:
-            done, _, self._pending = self._pending.rpartition("\n")
-            self.log.write(done)
-        return len(text)
-
-    def flush(self) -> None:
-        self.stream.flush()
-
-    def isatty(self) -> bool:
-        return self.stream.isatty()
-
-    def fileno(self) -> int:
-        return self.stream.fileno()
 
 
 def _plain(text: str) -> str:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from trainrun import catalog
-from trainrun.build.schedules import SCHEDULES
+from trainrun.builders.schedules import SCHEDULES
 from trainrun.config import LoadedConfig, format_path
 from trainrun.errors import UnknownNameError, did_you_mean
 from trainrun.registry import (

@@ -4,7 +4,7 @@ Every model forbids unknown keys, so a typo is an error with a key path, never
 a silently ignored setting. Components (a layer, an optimizer, a callback...)
 are written ``Name``, ``{Name: {args}}`` or ``module:attr``; they stay plain
 YAML here and are resolved against the real Keras registries in
-`trainrun.build`, once Keras is imported.
+`trainrun.builders`, once Keras is imported.
 """
 
 from __future__ import annotations

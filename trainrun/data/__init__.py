@@ -57,7 +57,7 @@ def build_data(loaded: LoadedConfig) -> Data:
         elif cfg.source == "csv":
             from trainrun.data.csv_table import load_split
         else:
-            from trainrun.data.tfdata import load_split
+            from trainrun.data.tf_sources import load_split
         train = load_split(loaded, cfg.train, "train")
         validation = load_split(loaded, cfg.validation, "validation") if cfg.validation else None
         test = load_split(loaded, cfg.test, "test") if cfg.test else None
@@ -120,7 +120,8 @@ def encode_labels(loaded: LoadedConfig, data: Data, model: Any) -> Data:
     where = ("data", "num_classes") if cfg.num_classes else ("data", "one_hot")
     outputs = list(getattr(model, "outputs", None) or [])
     names = list(getattr(model, "output_names", None) or []) or [
-        t._keras_history[0].name for t in outputs  # a Sequential's: its last layer's
+        t._keras_history[0].name
+        for t in outputs  # a Sequential's: its last layer's
     ]
     units = {n: t.shape[-1] for n, t in zip(names, outputs, strict=False)}
 

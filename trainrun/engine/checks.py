@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 from keras.src.callbacks.monitor_callback import MonitorCallback
 
-from trainrun.build.callbacks import callback_specs
+from trainrun.builders.callback_list import callback_specs
 from trainrun.config import LoadedConfig
 from trainrun.data import Data
 from trainrun.data.arrays import ArraySplit

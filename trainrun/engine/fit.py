@@ -14,9 +14,9 @@ from trainrun import signals
 from trainrun.config import LoadedConfig, dump_config, load_config, with_seed
 from trainrun.console import Reporter
 from trainrun.engine import runtime
-from trainrun.engine.callbacks import no_space, writing, written_file
 from trainrun.engine.session import Outcome, Session, run_session
 from trainrun.errors import RunDirError, RunError, TrainrunError
+from trainrun.runs.files import no_space, writing, written_file
 from trainrun.runs.rundir import RunDir, now
 
 

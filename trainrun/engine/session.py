@@ -27,10 +27,10 @@ import keras
 import tensorflow as tf
 
 import trainrun
-from trainrun.build import adapt
-from trainrun.build.callbacks import build_callbacks
-from trainrun.build.compile import compile_args
-from trainrun.build.model import build_model
+from trainrun.builders import adapt
+from trainrun.builders.callback_list import build_callbacks
+from trainrun.builders.compile import compile_args
+from trainrun.builders.model import build_model
 from trainrun.config import LoadedConfig
 from trainrun.console import Reporter, fmt_value
 from trainrun.data import Data, build_data, encode_labels
@@ -38,19 +38,16 @@ from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
 from trainrun.engine import checks, keras_compat, runtime
 from trainrun.engine import state as st
-from trainrun.engine.callbacks import (
+from trainrun.engine.run_callbacks import (
     Interrupted,
     LearningRateLogger,
     NanGuard,
     OneRun,
     ProgressBridge,
     StateKeeper,
-    no_space,
-    writing,
-    written_file,
 )
 from trainrun.errors import ConfigError, RunDirError, RunError
-from trainrun.runs.files import write_atomic
+from trainrun.runs.files import no_space, write_atomic, writing, written_file
 from trainrun.runs.rundir import RunDir, now
 
 MAX_MODES = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou")

@@ -8,7 +8,7 @@ from typing import Any
 
 import keras
 
-from trainrun.build.schedules import SCHEDULES
+from trainrun.builders.schedules import SCHEDULES
 from trainrun.config import LoadedConfig, check_callback_paths, format_path
 from trainrun.config.loader import CALLBACK_DIR_ARGS, CALLBACK_FILE_ARGS
 from trainrun.errors import ConfigError, did_you_mean

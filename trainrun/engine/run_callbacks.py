@@ -13,11 +13,10 @@ train begin it re-applies restored state after the others have reset theirs.
 from __future__ import annotations
 
 import contextlib
-import errno
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ import trainrun
 from trainrun.console import Reporter
 from trainrun.engine import state as st
 from trainrun.errors import RunError
+from trainrun.runs.files import no_space, writing, written_file
 
 
 def _float(value: Any) -> float:
@@ -43,44 +43,6 @@ def current_lr(optimizer: Any) -> float:
 
 class Interrupted(Exception):  # noqa: N818 - a signal, not a failure
     """Raised from a callback after state is saved, to leave fit at once."""
-
-
-# ---------------------------------------------------------------- a full disk
-
-NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
-# TensorFlow's own file writes (TensorBoard events) report a full disk in their text.
-NO_SPACE_TEXT = ("No space left on device", "Disk quota exceeded")
-
-
-def no_space(exc: BaseException | None) -> bool:
-    """Whether `exc`, or an exception it was raised from, is a full disk (or quota)."""
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
-            return True
-        if any(text in str(exc) for text in NO_SPACE_TEXT):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
-
-
-def written_file(exc: BaseException) -> str | None:
-    """The file a failed write was writing, as `writing` recorded it (or the OS named it)."""
-    return getattr(exc, "trainrun_file", None) or getattr(exc, "filename", None)
-
-
-@contextlib.contextmanager
-def writing(path: Path | str) -> Iterator[None]:
-    """Name `path` on an error raised while writing it: a failed write() names no file,
-    and a failed temp file would be named by its temp name. The innermost name wins."""
-    try:
-        yield
-    except Exception as exc:
-        if getattr(exc, "trainrun_file", None) is None:
-            with contextlib.suppress(AttributeError, TypeError):
-                exc.trainrun_file = str(path)  # type: ignore[attr-defined]
-        raise
 
 
 def callback_file(callback: Any) -> str | None:
