@@ -133,20 +133,20 @@ def test_mixed_float16_compiles_a_loss_scaled_optimizer(tmp_path):
     import keras
 
     from trainrun.config import load_config
-    from trainrun.console import Reporter
-    from trainrun.engine.session import Session
+    from trainrun.engine.events import Quiet
+    from trainrun.engine.trainer import Trainer
     from trainrun.runs.rundir import RunDir
 
     try:
         for precision, scaled in (("mixed_float16", True), ("mixed_bfloat16", False)):
             loaded = load_config(MLP, [f"precision={precision}", "data.limit.train=256"])
-            session = Session(loaded, RunDir(tmp_path), Reporter())
-            session.prepare()
-            assert session.model.layers[0].dtype_policy.name == precision
+            trainer = Trainer(loaded, RunDir(tmp_path), Quiet())
+            trainer.prepare()
+            assert trainer.model.layers[0].dtype_policy.name == precision
             assert (
-                isinstance(session.model.optimizer, keras.optimizers.LossScaleOptimizer) is scaled
+                isinstance(trainer.model.optimizer, keras.optimizers.LossScaleOptimizer) is scaled
             )
-            assert session.rt.devices["loss_scaling"] is scaled
+            assert trainer.rt.devices["loss_scaling"] is scaled
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
 

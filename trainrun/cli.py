@@ -137,7 +137,7 @@ def fit(
             runs_dir=runs_dir,
             name=name,
             device=device,
-            reporter=Reporter(),
+            events=Reporter(),
             loaded=loaded,
         )
     except TrainrunError as exc:
@@ -173,10 +173,10 @@ def resume(
             run_dir = _open_run(run, runs_dir)
             run_dir.check_resumable(run_dir.read_info(), epochs)  # a finished run: no TF needed
         _quiet_tensorflow()
-        from trainrun.engine import fit as engine
+        from trainrun.engine.resume import resume as resume_run
 
-        outcome, _ = engine.resume(
-            run, runs_dir=runs_dir, epochs=epochs, device=device, reporter=Reporter()
+        outcome, _ = resume_run(
+            run, runs_dir=runs_dir, epochs=epochs, device=device, events=Reporter()
         )
     except TrainrunError as exc:
         fail(exc)
@@ -297,7 +297,7 @@ def evaluate(
         result = run_evaluate(run_dir, checkpoint=checkpoint, split=split)
     except TrainrunError as exc:
         fail(exc)
-    from trainrun.console import fmt_value
+    from trainrun.fmt import fmt_value
 
     if result.note:
         console.print(f"note: {result.note}", markup=False)

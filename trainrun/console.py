@@ -29,6 +29,8 @@ from rich.progress import (
 from rich.table import Column
 from rich.text import Text
 
+from trainrun.engine.events import RunEnd, RunStart
+from trainrun.fmt import fmt_value, metric_items
 from trainrun.trainlog import RunLog, Tee
 
 # Output that is not a terminal (a pipe, a file, CI's log) has no width: Rich's
@@ -48,26 +50,6 @@ def make_console(*, stderr: bool = False) -> Console:
 
 console = make_console()
 err_console = make_console(stderr=True)
-
-
-def fmt_value(value: Any) -> str:
-    if isinstance(value, float):
-        if math.isnan(value) or math.isinf(value):
-            return str(value)
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            return f"{value:.3e}"
-        return f"{value:.4f}"
-    return str(value)
-
-
-def metric_items(logs: Mapping[str, Any], keys: list[str] | None = None) -> list[str]:
-    """`name value` for each metric (the learning rate apart), in Keras' order."""
-    keys = keys if keys is not None else [k for k in logs if k != "learning_rate"]
-    return [f"{k} {fmt_value(logs[k])}" for k in keys if k in logs]
-
-
-def fmt_metrics(logs: Mapping[str, Any], keys: list[str] | None = None) -> str:
-    return "  ".join(metric_items(logs, keys))
 
 
 def _priority(item: str) -> int:
@@ -241,6 +223,16 @@ class Reporter:
             for c, f in pinned:
                 c._file = f
 
+    @property
+    def log_path(self) -> Path | None:
+        return self.log.path if self.log is not None else None
+
+    def drop_log(self) -> None:
+        """Stop writing train.log (its disk is full): what it buffered cannot be written."""
+        with contextlib.suppress(Exception):
+            self.detach_log()
+        self.log = None
+
     def to_log(self, text: str) -> None:
         if self.log:
             self.log.write(text)
@@ -333,6 +325,34 @@ class Reporter:
             self._progress.stop()
             self._progress = None
 
+    # ------------------------------------------------------------ a run's start and end
+    def run_started(self, start: RunStart) -> None:
+        d = start.devices
+        self.info(f"[bold]{start.verb}[/] {start.label}  ->  {start.path}")
+        task = d.get("task")
+        cluster = (
+            f", {task['type']} {task['index']} of {d['workers']} workers"
+            + (" (chief)" if task["chief"] else "")
+            if task
+            else ""
+        )
+        self.info(
+            f"device {', '.join(d['used'])} ({d['strategy']}, {d['replicas']} replica(s)"
+            f"{cluster}, {d['precision']}); {start.steps_per_epoch or '?'} steps/epoch, "
+            f"{start.steps_per_execution} per execution, jit_compile={start.jit_compile}"
+        )
+
+    def run_finished(self, end: RunEnd) -> None:
+        title = {
+            "completed": "[green]run completed[/]",
+            "stopped_early": "[green]run stopped early[/]",
+            "interrupted": "[yellow]run interrupted; state saved[/]",
+            "failed": "[red]run failed[/]",
+        }[end.status]
+        if end.error:
+            self.info(f"[red]error:[/] {end.error}")
+        self.summary(title, summary_rows(end))
+
     # ------------------------------------------------------------ summary
     def summary(self, title: str, rows: list[tuple[str, str]]) -> None:
         """A title and `key  value` lines; a value wraps only between its metrics."""
@@ -368,3 +388,28 @@ class BarLayout:
 
 def _plain(text: str) -> str:
     return Text.from_markup(text).plain
+
+
+def summary_rows(end: RunEnd) -> list[tuple[str, str]]:
+    """The `key  value` lines of a run's summary."""
+    rows = [("status", end.status), ("epochs", f"{end.epochs_done}/{end.epochs}")]
+    if end.best:
+        best = end.best
+        rows.append(
+            ("best", f"{best['monitor']} {fmt_value(best['value'])} at epoch {best['epoch']}")
+        )
+    if end.final:
+        rows.append(("final model", f"weights of epoch {end.final[0]} ({end.final[1]})"))
+    if end.last:
+        last = "  ".join(f"{k} {fmt_value(v)}" for k, v in end.last.items() if k != "epoch")
+        rows.append(("last epoch", last))
+    rows.append(("time", f"{end.seconds:.1f}s"))
+    rows.append(("run", str(end.path)))
+    if end.resumable:
+        if end.status in ("interrupted", "failed"):
+            rows.append(("resume", f"trainrun resume {end.path}"))
+        else:
+            rows.append(("train on", f"trainrun resume {end.path} --epochs {end.epochs + 10}"))
+    if end.status in ("completed", "stopped_early"):
+        rows.append(("evaluate", f"trainrun evaluate {end.path}"))
+    return rows

@@ -21,8 +21,8 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from trainrun.console import fmt_value
 from trainrun.errors import RunDirError, RunError
+from trainrun.fmt import fmt_value
 from trainrun.registry import split_component
 from trainrun.runs.files import write_atomic
 from trainrun.runs.listing import (

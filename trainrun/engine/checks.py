@@ -297,3 +297,13 @@ def weights_fit_in_memory(loaded: LoadedConfig) -> Iterator[None]:
             "make the largest layer smaller (its units, filters or other sizes)",
             ("model",),
         ) from None
+
+
+MAX_MODES = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou")
+
+
+def monitor_mode(monitor: str) -> str:
+    base = monitor.removeprefix("val_")
+    return (
+        "max" if any(base == m or base.endswith(f"_{m}") or m in base for m in MAX_MODES) else "min"
+    )

@@ -1,4 +1,11 @@
-"""Where Keras 3 needs help to train under MultiWorkerMirroredStrategy.
+"""Every place trainrun reaches past Keras' public API, each behind one named function.
+
+Each has a canary test (tests/test_keras_compat.py, and for the multi-worker
+shim tests/test_distribute.py) that fails when Keras changes what it relies on,
+so an upgrade breaks a test here rather than a run.
+
+Training under MultiWorkerMirroredStrategy
+------------------------------------------
 
 Keras 3's TensorFlow trainer does not run ``fit`` under
 ``tf.distribute.MultiWorkerMirroredStrategy`` (keras-team/keras#20585, open;
@@ -10,7 +17,7 @@ worker, and trainrun works around exactly those, for that strategy only:
    ``strategy.reduce("MEAN", batch, axis=None)``, only to learn input shapes;
    under MultiWorkerMirroredStrategy that raises "Attempt to convert a value
    (PerReplica...) to a Tensor". trainrun builds the model, loss, metrics and
-   optimizer inside the strategy scope before ``fit`` (``Session.prepare``), so
+   optimizer inside the strategy scope before ``fit`` (``Trainer.prepare``), so
    there is nothing left to build: `skip_symbolic_build` makes the step a no-op
    for a model that is fully built (and leaves any other model to Keras).
 2. ``reduce_per_replica(..., reduction="mean")`` reduces each train/test step's
@@ -34,12 +41,16 @@ an upgraded Keras no longer has these bugs: then delete this module's fix for it
 
 from __future__ import annotations
 
+import contextlib
+import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import tensorflow as tf
 
 from trainrun.errors import TrainrunError
+from trainrun.runs.files import writing
 
 DISTRIBUTED_MAX_STEPS_PER_EXECUTION = 1
 
@@ -132,3 +143,31 @@ def gather_text(strategy: Any, text: str, *, is_chief: bool) -> list[tuple[bool,
         body = row[1:]
         out.append((bool(row[0] == 2), bytes(body[body > 0].astype(np.uint8)).decode("utf-8")))
     return out
+
+
+def make_saves_atomic(model: Any) -> None:
+    """Make model.save / save_weights write a temp file and rename it into place.
+
+    Keras writes .keras and .weights.h5 files in place, so a kill during
+    ModelCheckpoint's save would destroy the previous good checkpoint.
+    """
+
+    def wrap(save: Any) -> Any:
+        def atomic(filepath: Any, *args: Any, **kwargs: Any) -> Any:
+            target = Path(str(filepath))
+            tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
+            try:
+                with writing(target):
+                    result = save(str(tmp), *args, **kwargs)
+                    with open(tmp, "rb") as f:
+                        os.fsync(f.fileno())
+                    os.replace(tmp, target)
+            finally:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+            return result
+
+        return atomic
+
+    object.__setattr__(model, "save", wrap(model.save))
+    object.__setattr__(model, "save_weights", wrap(model.save_weights))

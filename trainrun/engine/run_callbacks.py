@@ -24,8 +24,8 @@ import keras
 import numpy as np
 
 import trainrun
-from trainrun.console import Reporter
 from trainrun.engine import state as st
+from trainrun.engine.events import Events
 from trainrun.errors import RunError
 from trainrun.runs.files import no_space, writing, written_file
 
@@ -51,8 +51,8 @@ def callback_file(callback: Any) -> str | None:
         value = getattr(callback, attr, None)
         if isinstance(value, str | Path):
             return str(value)
-    log = getattr(getattr(callback, "reporter", None), "log", None)  # ProgressBridge: train.log
-    return str(log.path) if log is not None else None
+    log = getattr(getattr(callback, "events", None), "log_path", None)  # ProgressBridge: train.log
+    return str(log) if log is not None else None
 
 
 class LossNotFinite(RunError):
@@ -116,14 +116,14 @@ class ProgressBridge(keras.callbacks.Callback):
 
     def __init__(
         self,
-        reporter: Reporter,
+        events: Events,
         epochs: int,
         steps: int | None,
         start_step: int = 0,
         timing: dict | None = None,
     ) -> None:
         super().__init__()
-        self.reporter = reporter
+        self.events = events
         self.epochs = epochs
         self.steps = steps
         self.start_step = start_step
@@ -133,7 +133,7 @@ class ProgressBridge(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._epoch_t0 = time.time()
-        self.reporter.begin_epoch(epoch, self.epochs, self.steps, self.start_step)
+        self.events.begin_epoch(epoch, self.epochs, self.steps, self.start_step)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         t0 = time.time()
@@ -145,12 +145,12 @@ class ProgressBridge(keras.callbacks.Callback):
         if t0 - self._shown < SHOW_EVERY and step != self.steps:
             return  # the display redraws 10 times a second: a faster update is never seen
         self._shown = t0
-        self.reporter.batch(step, {k: _float(v) for k, v in (logs or {}).items()})
+        self.events.batch(step, {k: _float(v) for k, v in (logs or {}).items()})
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.start_step = 0
         self.timing.setdefault("epoch_s", []).append(round(time.time() - self._epoch_t0, 3))
-        self.reporter.end_epoch(epoch, self.epochs, {k: _float(v) for k, v in (logs or {}).items()})
+        self.events.end_epoch(epoch, self.epochs, {k: _float(v) for k, v in (logs or {}).items()})
 
 
 class StateKeeper(keras.callbacks.Callback):

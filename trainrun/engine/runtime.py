@@ -5,7 +5,7 @@ devices: logical CPU devices and GPU visibility can only be set before the
 runtime initialises, and MultiWorkerMirroredStrategy must exist before any op.
 
 Distribution is TensorFlow's own ``tf.distribute``: trainrun picks the strategy,
-builds model, optimizer and metrics inside its scope (`Session.prepare`) and
+builds model, optimizer and metrics inside its scope (`Trainer.prepare`) and
 lets ``model.fit`` do the rest; `keras_compat` holds the one place where Keras
 3 needs help under MultiWorkerMirroredStrategy.
 """

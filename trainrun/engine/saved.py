@@ -32,7 +32,7 @@ from typing import Any
 
 from trainrun import custom
 from trainrun.config import LoadedConfig
-from trainrun.engine.session import monitor_mode
+from trainrun.engine.checks import monitor_mode
 from trainrun.errors import RunDirError, TrainrunError
 from trainrun.registry import config_dir_on_path, split_component
 from trainrun.runs.rundir import RunDir

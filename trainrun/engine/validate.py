@@ -8,8 +8,8 @@ import tempfile
 from pathlib import Path
 
 from trainrun.config import LoadedConfig
-from trainrun.console import Reporter
-from trainrun.engine.session import Session
+from trainrun.engine.events import Quiet
+from trainrun.engine.trainer import Trainer
 from trainrun.runs.rundir import RunDir
 
 
@@ -22,13 +22,13 @@ def validate(loaded: LoadedConfig) -> str:
             loaded, config=loaded.config.model_copy(update={"distribute": "none"})
         )
     with tempfile.TemporaryDirectory(prefix="trainrun-validate-") as tmp:
-        session = Session(loaded, RunDir(Path(tmp)), Reporter())
-        session.prepare()
+        trainer = Trainer(loaded, RunDir(Path(tmp)), Quiet())
+        trainer.prepare()
         buf = io.StringIO()
-        session.model.summary(print_fn=lambda line, **_: buf.write(line + "\n"))
-        keys = ", ".join(k for k in session.log_keys if k != "learning_rate")
+        trainer.model.summary(print_fn=lambda line, **_: buf.write(line + "\n"))
+        keys = ", ".join(k for k in trainer.log_keys if k != "learning_rate")
         buf.write(f"training will log: {keys}\n")
         buf.write(
-            f"steps per epoch: {session.steps_per_epoch}, steps per execution: {session.spe}\n"
+            f"steps per epoch: {trainer.steps_per_epoch}, steps per execution: {trainer.spe}\n"
         )
         return buf.getvalue()

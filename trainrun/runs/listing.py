@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainrun.console import fmt_value
 from trainrun.errors import RunDirError, TrainrunError
+from trainrun.fmt import fmt_value
 from trainrun.runs.rundir import RunDir, pid_alive
 
 

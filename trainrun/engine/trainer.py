@@ -1,24 +1,18 @@
-"""One training path for `fit` and `resume`.
+"""The trainer of a run: build, restore, train.
 
-A `Session` is built from a validated config and a run directory in stages
-(``prepare`` builds data, model and callbacks and checks they fit together;
-``restore`` loads saved state; ``train`` runs ``model.fit``; ``finish`` writes
-the final model and run.json). `fit` and `resume` differ only in where the run
-directory and the starting point come from.
+A `Trainer` is made from a validated config and a run directory in stages:
+``prepare`` builds data, model and callbacks and checks they fit together;
+``restore`` loads saved state; ``train`` runs ``model.fit`` from there.
+`trainrun.engine.fit` and `trainrun.engine.resume` make one; `trainrun.engine.outcome`
+runs it to its end and records the outcome.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
-import os
-import signal
-import sys
 import time
-import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,12 +26,14 @@ from trainrun.builders.callback_list import build_callbacks
 from trainrun.builders.compile import compile_args
 from trainrun.builders.model import build_model
 from trainrun.config import LoadedConfig
-from trainrun.console import Reporter, fmt_value
 from trainrun.data import Data, build_data, encode_labels
 from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
 from trainrun.engine import checks, keras_compat, runtime
 from trainrun.engine import state as st
+from trainrun.engine.events import Events
+from trainrun.engine.interrupts import InterruptFlag
+from trainrun.engine.outcome import Outcome
 from trainrun.engine.run_callbacks import (
     Interrupted,
     LearningRateLogger,
@@ -46,77 +42,17 @@ from trainrun.engine.run_callbacks import (
     ProgressBridge,
     StateKeeper,
 )
-from trainrun.errors import ConfigError, RunDirError, RunError
-from trainrun.runs.files import no_space, write_atomic, writing, written_file
+from trainrun.errors import ConfigError, RunDirError
+from trainrun.runs.files import writing
+from trainrun.runs.history import restore_csv
 from trainrun.runs.rundir import RunDir, now
 
-MAX_MODES = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou")
-
-
-def monitor_mode(monitor: str) -> str:
-    base = monitor.removeprefix("val_")
-    return (
-        "max" if any(base == m or base.endswith(f"_{m}") or m in base for m in MAX_MODES) else "min"
-    )
-
 
 @dataclass
-class Outcome:
-    status: str  # completed | stopped_early | interrupted | failed
-    error: str | None = None
-    exit_code: int = 0
-
-
-class InterruptFlag:
-    """SIGINT/SIGTERM -> finish the step, save, exit 130. A second Ctrl-C exits at once.
-
-    Held from the start of training until the outcome is in run.json, the final
-    model's save included, so that a signal never cuts those writes. After that
-    the run's files are complete, and a signal (a second Ctrl-C while the process
-    prints its summary or flushes at exit, say) exits at once, with no traceback.
-    """
-
-    def __init__(self, on_hard_exit: Any) -> None:
-        self.raised = False
-        self.on_hard_exit = on_hard_exit
-
-    def __call__(self) -> bool:
-        return self.raised
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.raised:
-            with contextlib.suppress(Exception):
-                self.on_hard_exit()
-            exit_at_once()
-        self.raised = True
-
-    def __enter__(self) -> InterruptFlag:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, _exit_on_signal)
-
-
-def exit_at_once() -> None:
-    """Leave now with 130: what is on disk is consistent, only buffered output is flushed."""
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(Exception):
-            stream.flush()
-    os._exit(130)
-
-
-def _exit_on_signal(signum: int, frame: Any) -> None:
-    exit_at_once()
-
-
-@dataclass
-class Session:
+class Trainer:
     loaded: LoadedConfig
     run: RunDir
-    reporter: Reporter
+    events: Events
     device: str | None = None
     resuming: bool = False
 
@@ -147,6 +83,8 @@ class Session:
     # What restore found and repaired (a damaged state set aside, history.csv
     # rebuilt), said once the run's log is attached.
     restore_notes: list[str] = field(default_factory=list)
+    # trainrun's own StateKeeper of the current train(); None until then.
+    keeper: StateKeeper | None = None
     _state_recorded: bool = False
 
     # ------------------------------------------------------------ prepare
@@ -190,7 +128,7 @@ class Session:
         checks.check_monitors(self.loaded, self.log_keys)
         self.monitor = checks.main_monitor(self.loaded, self.log_keys)
         self.monitor_mode = checks.monitor_direction(self.loaded, self.model, self.monitor)
-        _atomic_saves(self.model)
+        keras_compat.make_saves_atomic(self.model)
         self.timing["prepared_s"] = round(time.time() - trainrun.STARTED_AT, 3)
 
     def _adapt(self) -> None:
@@ -245,7 +183,7 @@ class Session:
         )
         for cb in self.callbacks:  # history.csv and any other CSVLogger file
             if isinstance(cb, keras.callbacks.CSVLogger):
-                note = _restore_csv(Path(cb.filename), cb.sep, self.history)
+                note = restore_csv(Path(cb.filename), cb.sep, self.history)
                 if note:
                     self.restore_notes.append(note)
         return True
@@ -327,7 +265,7 @@ class Session:
         cfg = self.loaded.config
         epochs = cfg.fit.epochs
         for line in self.adapt_lines:
-            self.reporter.info(line)
+            self.events.info(line)
         epoch_var = tf.Variable(self.start_epoch, dtype=tf.int64, trainable=False)
         # Every worker saves (saving reads synchronised variables: a collective), each
         # into its own run directory; a non-chief's is <chief run>/<task>/.
@@ -354,7 +292,7 @@ class Session:
             if self.start_step:
                 keeper.pending_metrics = self.snapshot.arrays
         progress = ProgressBridge(
-            self.reporter, epochs, self.steps_per_epoch, self.start_step, self.timing
+            self.events, epochs, self.steps_per_epoch, self.start_step, self.timing
         )
         # A NaN loss fails the run unless the user chose TerminateOnNaN's stop.
         guard = (
@@ -385,7 +323,7 @@ class Session:
             "shuffle": False,  # the pipeline shuffles, in an order resume can reproduce
             "verbose": 0,
         }
-        self.reporter.start_training(
+        self.events.start_training(
             initial_epoch=self.start_epoch, epochs=epochs, steps=self.steps_per_epoch
         )
         try:
@@ -419,14 +357,16 @@ class Session:
         except KeyboardInterrupt:
             return Outcome("interrupted", exit_code=130)
         finally:
-            self.reporter.stop_training()
+            self.events.stop_training()
             self.timing["callbacks_s"] = {
                 name: round(seconds, 4) for name, seconds in run_callbacks.seconds.items()
             }
         return self._outcome()
 
     def _outcome(self) -> Outcome:
-        if _nan_stopped(self):  # only with TerminateOnNaN listed: NanGuard fails the run first
+        if (
+            self.keeper is not None and self.keeper.saw_nan
+        ):  # only with TerminateOnNaN listed: NanGuard fails the run first
             nan = next(
                 (r["epoch"] + 1 for r in self.history if not math.isfinite(r.get("loss", 0.0))),
                 None,
@@ -490,44 +430,6 @@ class Session:
         if self.loaded.config.outputs.final_model:
             self.model.save(str(self.run.model_file))
 
-    def summary_rows(self, outcome: Outcome, seconds: float) -> list[tuple[str, str]]:
-        rows = [
-            ("status", outcome.status),
-            (
-                "epochs",
-                f"{len(self.history) and self.history[-1]['epoch'] + 1}/{self.loaded.config.fit.epochs}",
-            ),
-        ]
-        best = self.best()
-        if best:
-            rows.append(
-                ("best", f"{best['monitor']} {fmt_value(best['value'])} at epoch {best['epoch']}")
-            )
-        if self.final:
-            rows.append(("final model", f"weights of epoch {self.final[0]} ({self.final[1]})"))
-        if self.history:
-            last = self.history[-1]
-            rows.append(
-                (
-                    "last epoch",
-                    "  ".join(f"{k} {fmt_value(v)}" for k, v in last.items() if k != "epoch"),
-                )
-            )
-        rows.append(("time", f"{seconds:.1f}s"))
-        rows.append(("run", str(self.run.path)))
-        if self.loaded.config.outputs.state:
-            if outcome.status in ("interrupted", "failed"):
-                rows.append(("resume", f"trainrun resume {self.run.path}"))
-            else:
-                more = self.loaded.config.fit.epochs + 10
-                rows.append(("train on", f"trainrun resume {self.run.path} --epochs {more}"))
-        if outcome.status in ("completed", "stopped_early"):
-            rows.append(("evaluate", f"trainrun evaluate {self.run.path}"))
-        return rows
-
-
-# ---------------------------------------------------------------- helpers
-
 
 def _saved_adapted(state_dir: Path) -> dict[str, Any] | None:
     """What the adapted layers learnt, from the newest state that says (restore()
@@ -547,229 +449,5 @@ def _cardinality(ds: Any) -> int | None:
     return n if n > 0 else None
 
 
-def _nan_stopped(session: Session) -> bool:
-    keeper = getattr(session, "keeper", None)
-    return bool(keeper and keeper.saw_nan)
-
-
 def _seconds(value: Any) -> float:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
-
-
-def _restore_csv(path: Path, sep: str, history: list[dict[str, Any]]) -> str | None:
-    """Make a CSVLogger file hold exactly the saved epochs' rows, as CSVLogger wrote them.
-
-    Rows of epochs after the saved state (written, then lost to a kill) are
-    dropped, keeping the file's own bytes. A file that is missing, truncated
-    or lacks rows the state has is rebuilt from the state's history in
-    CSVLogger's format (excel dialect: CRLF line ends); returns a note
-    saying so.
-    """
-    raw = path.read_bytes() if path.is_file() else b""
-    lines = raw.splitlines(keepends=True)
-    epochs = _csv_epochs(lines, sep)
-    n = len(history)
-    if epochs is not None and epochs[:n] == list(range(n)):
-        if len(epochs) > n:
-            write_atomic(path, b"".join(lines[: n + 1]))
-        return None
-    if not history:
-        if raw:
-            write_atomic(path, b"")  # CSVLogger writes the header into an empty file
-        return None
-    write_atomic(path, _csv_text(history, sep))
-    what = "missing or empty" if not raw else "damaged or short"
-    return f"{path.name} was {what}; rebuilt its {n} row(s) from the saved state"
-
-
-def _csv_epochs(lines: list[bytes], sep: str) -> list[int] | None:
-    """The epoch of each row, or None when the file is not whole (no header, a cut line)."""
-    if not lines or not all(line.endswith(b"\n") for line in lines):
-        return None
-    try:
-        rows = list(csv.reader([line.decode("utf-8") for line in lines], delimiter=sep))
-    except (UnicodeDecodeError, csv.Error):
-        return None
-    header = rows[0]
-    if "epoch" not in header or any(len(r) != len(header) for r in rows[1:]):
-        return None
-    i = header.index("epoch")
-    if not all(r[i].isdigit() for r in rows[1:]):
-        return None
-    return [int(r[i]) for r in rows[1:]]
-
-
-def _csv_text(history: list[dict[str, Any]], sep: str) -> str:
-    """`history` as Keras' CSVLogger writes it (the same keys, order, values and line ends)."""
-    keys = sorted(k for k in history[0] if k != "epoch")
-    if not any(k.startswith("val_") for k in keys):
-        keys.extend(f"val_{k}" for k in list(keys))
-
-    class Dialect(csv.excel):
-        delimiter = sep
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["epoch", *keys], dialect=Dialect)
-    writer.writeheader()
-    for row in history:
-        writer.writerow({"epoch": row["epoch"], **{k: row.get(k, "NA") for k in keys}})
-    return buf.getvalue()
-
-
-def _atomic_saves(model: Any) -> None:
-    """Make model.save / save_weights write a temp file and rename it into place.
-
-    Keras writes .keras and .weights.h5 files in place, so a kill during
-    ModelCheckpoint's save would destroy the previous good checkpoint.
-    """
-
-    def wrap(save: Any) -> Any:
-        def atomic(filepath: Any, *args: Any, **kwargs: Any) -> Any:
-            target = Path(str(filepath))
-            tmp = target.parent / f".tmp-{os.getpid()}-{target.name}"
-            try:
-                with writing(target):
-                    result = save(str(tmp), *args, **kwargs)
-                    with open(tmp, "rb") as f:
-                        os.fsync(f.fileno())
-                    os.replace(tmp, target)
-            finally:
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
-            return result
-
-        return atomic
-
-    object.__setattr__(model, "save", wrap(model.save))
-    object.__setattr__(model, "save_weights", wrap(model.save_weights))
-
-
-def failure_message(exc: BaseException) -> str:
-    """'ValueError: ... (in my_callbacks.py line 12)': the user's frame if there is one."""
-    frames = traceback.extract_tb(exc.__traceback__)
-    user = [
-        f
-        for f in frames
-        if not any(
-            part in f.filename
-            for part in ("site-packages", "dist-packages", "/trainrun/", "<frozen")
-        )
-    ]
-    where = f" (in {Path(user[-1].filename).name} line {user[-1].lineno})" if user else ""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    text = lines[0] if lines else ""
-    if len(lines) > 1 and text.endswith(":"):
-        # TensorFlow's "Graph execution error:" lists where the op was defined,
-        # then the cause, then the failing node ("[[{{node ...}}]]").
-        causes = [
-            line for line in lines[1:] if not line.startswith(("File ", "[[", "Detected at node"))
-        ]
-        cause = (causes or lines)[-1]
-        text = f"{text} {cause[:300]}"
-    return f"{type(exc).__name__}: {text}{where}"
-
-
-def disk_full_message(session: Session, exc: BaseException) -> str:
-    """'disk full while writing <file>: free space and run trainrun resume <run>'."""
-    where = written_file(exc) or str(session.run.path)
-    if session.loaded.config.outputs.state:
-        then = f"trainrun resume {session.run.path}"
-    else:  # no resume state: the run can only be trained again
-        then = f"trainrun fit {session.run.config_file} (outputs.state is false: no resume)"
-    return f"disk full while writing {where}: free space and run {then}"
-
-
-def _failure(session: Session, exc: BaseException) -> Outcome:
-    """The outcome of an exception that ended training or its final writes."""
-    if isinstance(exc, RunError):
-        return Outcome("failed", error=exc.message, exit_code=1)
-    if no_space(exc):
-        # The traceback says no more than the message; train.log may be unwritable now.
-        _drop_log(session.reporter)
-        return Outcome("failed", error=disk_full_message(session, exc), exit_code=1)
-    with contextlib.suppress(OSError):
-        session.reporter.to_log(traceback.format_exc())
-    if isinstance(exc, OSError) and written_file(exc):
-        why = exc.strerror or str(exc)
-        return Outcome(
-            "failed",
-            error=f"cannot write {written_file(exc)}: {why}; fix that and run "
-            f"trainrun resume {session.run.path}",
-            exit_code=1,
-        )
-    return Outcome("failed", error=failure_message(exc), exit_code=1)
-
-
-def _final_fields(final: tuple[int, str] | None) -> dict[str, Any]:
-    """run.json's record of model.keras' weights; left as it was when no model was
-    written now (a model.keras from an earlier session is still what it says)."""
-    if final is None:
-        return {}
-    return {"final_weights_epoch": final[0], "final_weights_source": final[1]}
-
-
-def _drop_log(reporter: Reporter) -> None:
-    """Stop writing train.log (its disk is full): what it buffered cannot be written."""
-    with contextlib.suppress(Exception):
-        reporter.detach_log()
-    reporter.log = None
-
-
-def run_session(session: Session, *, fresh: bool) -> Outcome:
-    """Train, save the final model and record the outcome in run.json and train.log.
-    Shared by fit and resume.
-
-    Nothing here leaves a traceback: a failure becomes a `failed` outcome with its
-    cause (a full disk named with the file it was writing). When run.json itself
-    cannot be written, it keeps saying `running` with this process's pid, which
-    `trainrun runs` shows as killed once the process is gone: resumable either way.
-    """
-    run = session.run
-    session.train_started = time.perf_counter()
-
-    def mark_interrupted() -> None:
-        run.update_info(status="interrupted", finished=now(), pid=None)
-
-    outcome: Outcome
-    with InterruptFlag(mark_interrupted) as flag:
-        with session.reporter.capture_output():
-            try:
-                outcome = session.train(flag)
-            except Exception as exc:  # a failure at run time: user code, OOM, bad labels
-                outcome = _failure(session, exc)
-        # The clock stops with training (the final model's save is not training time).
-        session.train_seconds_before, session.train_started = session.train_seconds(), None
-        if outcome.status in ("completed", "stopped_early"):
-            try:
-                with writing(run.model_file):
-                    session.save_final_model()
-                if session.loaded.config.outputs.final_model:
-                    session.final = session.final_weights()
-            except Exception as exc:
-                outcome = _failure(session, exc)
-        if flag() and outcome.status in ("completed", "stopped_early"):
-            # Ctrl-C after the last epoch: nothing was left to interrupt.
-            session.reporter.warn(
-                "interrupted after the last epoch; the run had finished and is saved"
-            )
-        keeper = getattr(session, "keeper", None)
-        try:
-            with writing(run.run_json):
-                run.update_info(
-                    status=outcome.status,
-                    error=outcome.error,
-                    finished=now(),
-                    epochs_done=len(session.history) and session.history[-1]["epoch"] + 1,
-                    best=session.best(),
-                    **_final_fields(session.final),
-                    pid=None,
-                    train_seconds=round(session.train_seconds(), 3),
-                    state_saves=getattr(keeper, "saves", 0),
-                    state_seconds=round(getattr(keeper, "save_seconds", 0.0), 3),
-                    timing=session.timing,
-                )
-        except Exception as exc:
-            if outcome.status == "failed":
-                return outcome  # the first cause is the one to report
-            outcome = _failure(session, exc)
-    return outcome

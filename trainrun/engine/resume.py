@@ -1,0 +1,169 @@
+"""`trainrun resume`: continue a run in its own directory from its last saved state."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from pathlib import Path
+
+from trainrun import signals
+from trainrun.config import dump_config, load_config
+from trainrun.engine import runtime
+from trainrun.engine.events import Events
+from trainrun.engine.fit import finish, report_start
+from trainrun.engine.outcome import Outcome, run_to_end
+from trainrun.engine.trainer import Trainer
+from trainrun.errors import RunDirError, RunError, TrainrunError
+from trainrun.runs.files import no_space, writing, written_file
+from trainrun.runs.rundir import RunDir, now
+
+
+def _worker_ref(ref: str | Path, runs_dir: Path) -> str | Path:
+    """On a non-chief worker, `trainrun resume runs/<id>` means its own runs/<id>/<task>/."""
+    with contextlib.suppress(TrainrunError):  # a bad TF_CONFIG is reported by setup, if used
+        sub = runtime.worker_subdir(runtime.tf_config_task())
+        if sub:
+            for base in (Path(ref), Path(runs_dir) / str(ref)):
+                if (base / sub / "run.json").is_file():
+                    return base / sub
+    return ref
+
+
+def _check_workers_agree(trainer: Trainer, unusable: RunDirError | None = None) -> None:
+    """All workers must resume from the same step, each from its own saved state.
+
+    `unusable`: why this worker's state cannot be resumed from; the others hear
+    it too, so that every worker fails instead of waiting on this one.
+    """
+    rt = trainer.rt
+    if not rt.multi_worker:
+        if unusable is not None:
+            raise unusable
+        return
+    own_dir = rt.is_chief or trainer.run.path.name == rt.task.name
+    here = f"epoch {trainer.start_epoch + 1}, step {trainer.start_step}"
+    if unusable is not None:
+        here = f"{rt.task.name}: no usable state"
+    # Gathered before raising, so that every worker fails instead of waiting on this one.
+    seen = rt.worker_values(here if own_dir else f"no {rt.task.name}/ directory")
+    if unusable is not None:
+        raise unusable
+    if not own_dir:
+        raise RunDirError(
+            f"{trainer.run.path / rt.task.name} not found: a non-chief worker resumes from its "
+            "own directory; run `trainrun resume runs/<id>` on each worker where it trained"
+        )
+    if len(seen) > 1:
+        raise RunDirError(
+            f"the workers' saved states differ ({' / '.join(sorted(seen))}); resume needs "
+            "every worker's state from the same step: copy the chief's runs/<id>/state/ "
+            "over each worker's runs/<id>/worker-<i>/state/ (synchronised workers save equal states)"
+        )
+
+
+def _start_resume(
+    run: RunDir, *, epochs: int | None, device: str | None, events: Events
+) -> Trainer:
+    """Load, check and restore a run under its lock; record the resume in run.json."""
+    info = run.read_info()  # read under the lock: no other process changes it now
+    overrides = [f"fit.epochs={epochs}"] if epochs is not None else []
+    loaded = load_config(run.config_file, overrides)
+    if loaded.config.seed is None:
+        raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
+    multi_worker = loaded.config.distribute == "multi_worker"
+    run.check_resumable(info, epochs, state=not multi_worker)
+    status = info.get("status")
+    trainer = Trainer(loaded, run, events, device=device, resuming=True)
+    trainer.prepare()
+    try:
+        if multi_worker:
+            run.check_state_present(info)
+        restored = trainer.restore(info)
+        unusable = None
+    except RunDirError as exc:
+        if not trainer.rt.multi_worker:
+            raise
+        restored, unusable = False, exc  # told to the other workers first, then raised
+    _check_workers_agree(trainer, unusable)
+    signals.raise_if_received()  # before the run's files change: it is left as it was
+    if status == "stopped_early" and epochs is not None:
+        trainer.model.stop_training = False
+    if epochs is not None:
+        with writing(run.config_file):
+            run.write_config(dump_config(loaded))
+    with writing(run.train_log):
+        events.attach_log(run.train_log)
+        report_start(events, trainer, "resume")
+    for note in trainer.restore_notes:
+        events.warn(note)
+    where = (
+        f"epoch {trainer.start_epoch + 1}, step {trainer.start_step}"
+        if restored
+        else "the start (no saved state)"
+    )
+    events.info(f"resuming from {where}")
+    resumes = [
+        *info.get("resumes", []),
+        {
+            "at": now(),
+            "from_epoch": trainer.start_epoch,
+            "from_step": trainer.start_step,
+            "previous_status": status,
+            "epochs": loaded.config.fit.epochs,
+            **({"repairs": trainer.restore_notes} if trainer.restore_notes else {}),
+        },
+    ]
+    with writing(run.run_json):
+        run.update_info(
+            status="running",
+            error=None,
+            finished=None,
+            pid=os.getpid(),
+            resumes=resumes,
+            epochs=loaded.config.fit.epochs,
+            devices=trainer.rt.devices,
+        )
+    return trainer
+
+
+def _resume_write_error(exc: Exception, run: RunDir) -> None:
+    """A run that could not be written while resuming: one message, not a traceback.
+    run.json is written atomically, so the run is as it was."""
+    if no_space(exc):
+        raise RunError(
+            f"disk full while writing {written_file(exc) or run.path}: free space and run "
+            f"trainrun resume {run.path} again"
+        ) from None
+    if isinstance(exc, OSError) and written_file(exc):
+        raise RunError(
+            f"cannot write {written_file(exc)}: {exc.strerror or exc}; fix that and run "
+            f"trainrun resume {run.path} again"
+        ) from None
+
+
+def resume(
+    ref: str | Path,
+    *,
+    runs_dir: Path,
+    epochs: int | None,
+    device: str | None,
+    events: Events,
+) -> tuple[Outcome, RunDir]:
+    """Continue a run in its own directory from its last saved state."""
+    started = time.perf_counter()
+    run = RunDir.open(_worker_ref(ref, runs_dir), runs_dir)
+    run.acquire()
+    try:
+        try:
+            trainer = _start_resume(run, epochs=epochs, device=device, events=events)
+        except Exception as exc:
+            if not isinstance(exc, TrainrunError):
+                _resume_write_error(exc, run)
+            raise
+        outcome = run_to_end(trainer)
+        return finish(events, trainer, outcome, time.perf_counter() - started), run
+    finally:
+        run.release()
+        with contextlib.suppress(Exception):
+            events.detach_log()
