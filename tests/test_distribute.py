@@ -169,13 +169,13 @@ def _fake_multi_worker_strategy(calls: list):
 
 
 def test_keras_still_needs_the_compat_shim():
-    """Fails once Keras fixes what trainrun/engine/keras_compat.py works around: then drop it."""
+    """Fails once Keras fixes what trainrun/keras_compat.py works around: then drop it."""
     import inspect
 
     import tensorflow as tf
     from keras.src.backend.tensorflow import trainer
 
-    from trainrun.engine import keras_compat
+    from trainrun import keras_compat
 
     keras_compat.enable_multi_worker()
     keras_compat.enable_multi_worker()  # idempotent

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 import trainrun
+from trainrun import keras_compat
 from trainrun.engine import state as st
 from trainrun.engine.events import Events
 from trainrun.errors import RunError
@@ -286,7 +287,7 @@ class StateKeeper(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         # TensorBoard buffers events for up to two minutes; a kill would lose them.
         for cb in self.callbacks:
-            for writer in getattr(cb, "_writers", {}).values():
+            for writer in keras_compat.tensorboard_writers(cb):
                 with writing(callback_file(cb) or "TensorBoard's log_dir"):
                     writer.flush()
         row = {"epoch": epoch, **{k: _float(v) for k, v in (logs or {}).items()}}
@@ -301,43 +302,15 @@ class StateKeeper(keras.callbacks.Callback):
             raise Interrupted
 
 
-# The hooks Keras' CallbackList calls; on_batch_begin/end are left out because the
-# base class calls them from on_train_batch_begin/end (they would count twice).
-TIMED_HOOKS = (
-    "on_train_begin",
-    "on_train_end",
-    "on_epoch_begin",
-    "on_epoch_end",
-    "on_train_batch_begin",
-    "on_train_batch_end",
-    "on_test_begin",
-    "on_test_end",
-    "on_test_batch_begin",
-    "on_test_batch_end",
-)
+def _name_failed_file(callback: Any) -> Callable[[Exception], None]:
+    """A write that fails in `callback`'s hook is named after the callback's file."""
 
+    def name(exc: Exception) -> None:
+        if no_space(exc) and written_file(exc) is None:
+            with contextlib.suppress(AttributeError, TypeError):
+                exc.trainrun_file = callback_file(callback)  # type: ignore[attr-defined]
 
-def time_hooks(callback: Any, seconds: dict[str, float]) -> None:
-    """Add the time `callback`'s hooks take to ``seconds[<its class name>]``; a write
-    that fails in a hook is named after the callback's file."""
-    name = type(callback).__name__
-    seconds.setdefault(name, 0.0)
-    for hook in TIMED_HOOKS:
-        method = getattr(callback, hook)
-
-        def timed(*args: Any, _method: Callable = method, **kwargs: Any) -> Any:
-            t0 = time.perf_counter()
-            try:
-                return _method(*args, **kwargs)
-            except Exception as exc:
-                if no_space(exc) and written_file(exc) is None:
-                    with contextlib.suppress(AttributeError, TypeError):
-                        exc.trainrun_file = callback_file(callback)  # type: ignore[attr-defined]
-                raise
-            finally:
-                seconds[name] += time.perf_counter() - t0
-
-        setattr(callback, hook, timed)
+    return name
 
 
 class OneRun(keras.callbacks.CallbackList):
@@ -355,7 +328,7 @@ class OneRun(keras.callbacks.CallbackList):
         # Time spent in each callback's hooks, by class: run.json's timing.callbacks_s.
         self.seconds: dict[str, float] = {}
         for callback in self.callbacks:
-            time_hooks(callback, self.seconds)
+            keras_compat.time_callback_hooks(callback, self.seconds, _name_failed_file(callback))
         self.began = False
         self.ended = False
         self.hold_end = False

@@ -26,9 +26,9 @@ import keras
 import tensorflow as tf
 
 import trainrun
+from trainrun import keras_compat
 from trainrun.config import LoadedConfig
 from trainrun.data import pipeline
-from trainrun.engine import keras_compat
 from trainrun.errors import TrainrunError
 
 # Split the CPU into N logical devices, so that `distribute: mirrored` (and

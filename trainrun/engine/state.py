@@ -318,35 +318,17 @@ def set_rng_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
 
 # ---------------------------------------------------------------- callbacks
 
-# Attributes that make up each Keras callback's state between epochs.
-CALLBACK_ATTRS: dict[str, tuple[str, ...]] = {
-    "EarlyStopping": ("wait", "stopped_epoch", "best", "best_epoch", "best_weights"),
-    "ReduceLROnPlateau": ("wait", "cooldown_counter", "best"),
-    "ModelCheckpoint": (
-        "best",
-        "_last_batch_seen",
-        "_batches_seen_since_last_saving",
-        "_current_epoch",
-    ),
-    "TensorBoard": ("_global_train_batch",),
-}
-
-
-def _callback_attrs(cb: Any) -> tuple[str, ...]:
-    for klass in type(cb).__mro__:
-        if klass.__name__ in CALLBACK_ATTRS and klass.__module__.startswith("keras"):
-            return CALLBACK_ATTRS[klass.__name__]
-    return ()
-
 
 def callback_state(callbacks: list[Any]) -> tuple[list[Any], dict[str, np.ndarray]]:
     """JSON state per callback (by position), and array parts (best weights)."""
+    from trainrun import keras_compat  # imports Keras; the state store itself does not
+
     metas: list[Any] = []
     arrays: dict[str, np.ndarray] = {}
     for i, cb in enumerate(callbacks):
         entry: dict[str, Any] = {"class": type(cb).__name__}
-        for attr in _callback_attrs(cb):
-            if not hasattr(cb, attr):
+        for attr in keras_compat.callback_state_attributes(cb):
+            if not hasattr(cb, attr):  # not set until training begins
                 continue
             value = getattr(cb, attr)
             if attr == "best_weights":

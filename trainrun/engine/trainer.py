@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 
 import trainrun
+from trainrun import keras_compat
 from trainrun.builders import adapt
 from trainrun.builders.callback_list import build_callbacks
 from trainrun.builders.compile import compile_args
@@ -29,7 +30,7 @@ from trainrun.config import LoadedConfig
 from trainrun.data import Data, build_data, encode_labels
 from trainrun.data import pipeline as pl
 from trainrun.data.arrays import ArraySplit
-from trainrun.engine import checks, keras_compat, runtime
+from trainrun.engine import checks, runtime
 from trainrun.engine import state as st
 from trainrun.engine.events import Events
 from trainrun.engine.interrupts import InterruptFlag
