@@ -64,7 +64,12 @@ class ConfigError(TrainrunError):
     def locate(
         self, *, path: str | None = None, file: str | None = None, line: int | None = None
     ) -> ConfigError:
-        """Fill in location fields that are still unknown, and re-render."""
+        """Fill in location fields that are still unknown, and re-render.
+
+        Called by `LoadedConfig.locate` only: code that finds a mistake raises with
+        the key path, and the entry point that ran it (`precheck`, `Trainer.prepare`)
+        has the config to look up the file and line in.
+        """
         self.path = self.path or path
         self.file = self.file or file
         self.line = self.line or line

@@ -16,7 +16,7 @@ from typing import Any
 from trainrun import catalog
 from trainrun.builders.schedules import SCHEDULES
 from trainrun.config import LoadedConfig, format_path
-from trainrun.errors import UnknownNameError, did_you_mean
+from trainrun.errors import ConfigError, UnknownNameError, did_you_mean
 from trainrun.registry import (
     arg_kind,
     component,
@@ -44,7 +44,7 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
                 known,
                 path=format_path(path),
                 hint="see `trainrun callbacks`, or give an import path module:Class",
-            ).locate(file=loaded.file, line=loaded.line_of(path))
+            )
         _check_params(loaded, "callback", name, args, (*path, name))
         if name == "LearningRateScheduler" and isinstance(args.get("schedule"), dict):
             sched = args["schedule"]
@@ -72,9 +72,7 @@ def _check_layer(loaded: LoadedConfig, spec: Any, path: tuple) -> None:
     kind = layer_kind(name)
     if kind is None:
         known = catalog.names("layer") + catalog.names("application")
-        raise UnknownNameError(
-            "layer", name, known, path=format_path(path), hint=_APPLICATION_HINT
-        ).locate(file=loaded.file, line=loaded.line_of(path))
+        raise UnknownNameError("layer", name, known, path=format_path(path), hint=_APPLICATION_HINT)
     where = (*path, name)
     if kind == "application":
         args.pop("trainable", None)  # set on the model it returns
@@ -157,9 +155,7 @@ def _check_object(loaded: LoadedConfig, kind: str, value: Any, path: tuple) -> N
             hint = "a keras.activations name (relu, gelu ...) or a layer, e.g. {LeakyReLU: {negative_slope: 0.1}}"
         else:
             hint = f"known: {', '.join(n for n in known if n[:1].isupper())} (or their snake_case names)"
-        raise UnknownNameError(kind, name, known, path=format_path(path), hint=hint).locate(
-            file=loaded.file, line=loaded.line_of(path)
-        )
+        raise UnknownNameError(kind, name, known, path=format_path(path), hint=hint)
     if kind == "activation":
         if args:
             raise loaded.error(
@@ -182,9 +178,7 @@ def _check_optimizer_name(loaded: LoadedConfig) -> None:
     known = {n.lower(): n for n in names}
     if name.lower() in known:
         return
-    raise UnknownNameError("optimizer", name, names, path="compile.optimizer").locate(
-        file=loaded.file, line=loaded.line_of(("compile", "optimizer"))
-    )
+    raise UnknownNameError("optimizer", name, names, path="compile.optimizer")
 
 
 def _check_losses_and_metrics(loaded: LoadedConfig) -> None:
@@ -217,9 +211,7 @@ def _check_losses_and_metrics(loaded: LoadedConfig) -> None:
         known = catalog.loss_or_metric_names(kind)
         if not known or is_import_path(name) or name in known:
             continue
-        raise UnknownNameError(kind, name, known, path=format_path(path)).locate(
-            file=loaded.file, line=loaded.line_of(path)
-        )
+        raise UnknownNameError(kind, name, known, path=format_path(path))
 
 
 # ---------------------------------------------------------------- numbers
@@ -462,7 +454,19 @@ def _check_data_paths(loaded: LoadedConfig) -> None:
 
 
 def precheck(loaded: LoadedConfig) -> None:
-    """Raise a ConfigError for the mistakes that can be found without TensorFlow."""
+    """Raise a ConfigError for the mistakes that can be found without TensorFlow.
+
+    The checks raise with a key path; this gives the error its file and line (or
+    the --set option that set the key) once, as `Trainer.prepare` does for the
+    builders.
+    """
+    try:
+        _run_checks(loaded)
+    except ConfigError as exc:
+        raise loaded.locate(exc) from None
+
+
+def _run_checks(loaded: LoadedConfig) -> None:
     _check_data_paths(loaded)
     _check_callbacks(loaded)
     _check_layer_names(loaded)

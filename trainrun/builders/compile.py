@@ -1,4 +1,8 @@
-"""Config -> the arguments of model.compile: optimizer, loss, metrics, loss_weights."""
+"""Config -> the arguments of model.compile: optimizer, loss, metrics, loss_weights.
+
+Errors are raised with their key path; `Trainer.prepare` gives them their file and
+line (or the --set option that set the key) once, with `LoadedConfig.locate`.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +11,9 @@ from typing import Any
 import keras
 
 from trainrun import catalog, custom
-from trainrun.config import LoadedConfig
-from trainrun.errors import ConfigError, UnknownNameError, did_you_mean
+from trainrun.config import LoadedConfig, format_path
+from trainrun.errors import UnknownNameError, did_you_mean
 from trainrun.registry import check_params, import_object, is_import_path, split_component
-
-
-def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError:
-    """`exc` with its file line, or naming the --set option that set its key."""
-    if exc.path and not exc.file:
-        return loaded.locate(exc)
-    return exc.locate(file=loaded.file, line=loaded.line_of(path))
 
 
 def _schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
@@ -28,26 +25,17 @@ def _schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
     ((name, args),) = value.items()
     cls = getattr(keras.optimizers.schedules, name, None)
     if cls is None or not isinstance(cls, type):
-        raise _located(
-            loaded,
-            UnknownNameError(
-                "learning-rate schedule", name, catalog.names("schedule"), path=_fmt((*path, name))
-            ),
-            path,
+        raise UnknownNameError(
+            "learning-rate schedule",
+            name,
+            catalog.names("schedule"),
+            path=format_path((*path, name)),
         )
+    check_params(cls, args or {}, what=f"schedule '{name}'", path=format_path((*path, name)))
     try:
-        check_params(cls, args or {}, what=f"schedule '{name}'", path=_fmt((*path, name)))
         return cls(**(args or {}))
-    except ConfigError as exc:
-        raise _located(loaded, exc, path) from None
     except (TypeError, ValueError) as exc:
         raise loaded.error(f"invalid arguments for schedule '{name}': {exc}", path) from None
-
-
-def _fmt(path: tuple) -> str:
-    from trainrun.config import format_path
-
-    return format_path(path)
 
 
 def _optimizer_names() -> list[str]:
@@ -63,28 +51,24 @@ def build_optimizer(loaded: LoadedConfig) -> keras.optimizers.Optimizer:
     path = ("compile", "optimizer")
     name, args = split_component(spec)
     if is_import_path(name):
-        cls = import_object(name, base_dir=loaded.base_dir, what="optimizer", path=_fmt(path))
+        cls = import_object(
+            name, base_dir=loaded.base_dir, what="optimizer", path=format_path(path)
+        )
     else:
         try:
             cls = type(keras.optimizers.get(name))
         except ValueError:
             known = _optimizer_names()
-            raise _located(
-                loaded,
-                UnknownNameError(
-                    "optimizer", name, known + [n.lower() for n in known], path=_fmt(path)
-                ),
-                path,
+            raise UnknownNameError(
+                "optimizer", name, known + [n.lower() for n in known], path=format_path(path)
             ) from None
     if "learning_rate" in args:
         args["learning_rate"] = _schedule(
             args["learning_rate"], loaded, (*path, name, "learning_rate")
         )
+    check_params(cls, args, what=f"optimizer '{name}'", path=format_path((*path, name)))
     try:
-        check_params(cls, args, what=f"optimizer '{name}'", path=_fmt((*path, name)))
         return cls(**args)
-    except ConfigError as exc:
-        raise _located(loaded, exc, (*path, name)) from None
     except (TypeError, ValueError) as exc:
         raise loaded.error(f"invalid arguments for optimizer '{name}': {exc}", path) from None
 
@@ -94,13 +78,10 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
     getter = keras.losses.get if kind == "loss" else keras.metrics.get
     name, args = split_component(spec)
     if is_import_path(name):
-        obj = import_object(name, base_dir=loaded.base_dir, what=kind, path=_fmt(path))
+        obj = import_object(name, base_dir=loaded.base_dir, what=kind, path=format_path(path))
         if isinstance(obj, type):
-            try:
-                check_params(obj, args, what=f"{kind} '{name}'", path=_fmt((*path, name)))
-                return obj(**args)
-            except ConfigError as exc:
-                raise _located(loaded, exc, path) from None
+            check_params(obj, args, what=f"{kind} '{name}'", path=format_path((*path, name)))
+            return obj(**args)
         return obj
     if isinstance(spec, str) and name.lower() in catalog.COMPILE_ALIASES[kind]:
         return name  # compile picks the accuracy / crossentropy that fits outputs and labels
@@ -114,7 +95,7 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
             found = None
     if found is None:
         known = catalog.loss_or_metric_names(kind)
-        raise _located(loaded, UnknownNameError(kind, name, known, path=_fmt(path)), path) from None
+        raise UnknownNameError(kind, name, known, path=format_path(path))
     if isinstance(spec, str):
         return name  # kept as the string: Keras names the logged metric after it
     cls = (
@@ -126,11 +107,9 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
         raise loaded.error(
             f"'{name}' is a function and takes no arguments; write it as a bare name", path
         )
+    check_params(cls, args, what=f"{kind} '{name}'", path=format_path((*path, name)))
     try:
-        check_params(cls, args, what=f"{kind} '{name}'", path=_fmt((*path, name)))
         return cls(**args)
-    except ConfigError as exc:
-        raise _located(loaded, exc, (*path, name)) from None
     except (TypeError, ValueError) as exc:
         raise loaded.error(f"invalid arguments for {kind} '{name}': {exc}", path) from None
 

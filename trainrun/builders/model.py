@@ -1,4 +1,9 @@
-"""Config -> keras.Model: Sequential layers, a functional graph, a builder, or a file."""
+"""Config -> keras.Model: Sequential layers, a functional graph, a builder, or a file.
+
+Errors are raised with their key path (`ConfigError(path=...)`, or `loaded.error`
+where the message is made here); the caller, `Trainer.prepare`, gives them their
+file and line once with `LoadedConfig.locate`.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import keras
 
 from trainrun import catalog
 from trainrun.config import LoadedConfig, format_path
-from trainrun.errors import ConfigError, UnknownNameError
+from trainrun.errors import UnknownNameError
 from trainrun.registry import (
     accepted_params,
     arg_kind,
@@ -34,13 +39,6 @@ def _first_line(exc: BaseException) -> str:
         if not line.startswith(("Exception encountered", "Arguments received"))
     ]
     return (said or lines or [type(exc).__name__])[0]
-
-
-def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError:
-    """An error raised with a key path only, given the file and line of `path`'s item."""
-    if exc.file:
-        return exc
-    return exc.locate(file=loaded.file, line=loaded.line_of(path))
 
 
 _KERAS_MODULES = {
@@ -80,9 +78,7 @@ def _resolve_object(kind: str, value: Any, *, loaded: LoadedConfig, path: tuple)
         registry = getattr(importlib.import_module(f"keras.src.{kind}s"), "ALL_OBJECTS_DICT", {})
         target = getattr(module, name, None) or registry.get(name)
     if target is None:
-        raise UnknownNameError(kind, name, known, path=where).locate(
-            file=loaded.file, line=loaded.line_of(path)
-        )
+        raise UnknownNameError(kind, name, known, path=where)
     if kind == "activation":
         if args:
             raise loaded.error(
@@ -91,10 +87,7 @@ def _resolve_object(kind: str, value: Any, *, loaded: LoadedConfig, path: tuple)
                 path,
             )
         return name  # Keras serializes a built-in activation by its name
-    try:
-        check_params(target, args, what=f"{kind} '{name}'", path=f"{where}.{name}")
-    except ConfigError as exc:
-        raise _located(loaded, exc, path) from None
+    check_params(target, args, what=f"{kind} '{name}'", path=f"{where}.{name}")
     try:
         return module.get({"class_name": name, "config": args} if args else name)
     except (TypeError, ValueError) as exc:
@@ -127,10 +120,7 @@ def _application(
     trainable = args.pop("trainable", None)
     if "name" in args and "name" not in accepted_params(fn)[0]:
         args.pop("name")
-    try:
-        check_params(fn, args, what=f"application '{name}'", path=format_path(where))
-    except ConfigError as exc:
-        raise _located(loaded, exc, where) from None
+    check_params(fn, args, what=f"application '{name}'", path=format_path(where))
     try:
         model = fn(**args)
     except (TypeError, ValueError) as exc:
@@ -171,15 +161,8 @@ def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | Non
         return _application(layer_name, args, loaded=loaded, path=path)
     cls = getattr(keras.layers, layer_name, None)
     if not isinstance(cls, type) or not issubclass(cls, keras.layers.Layer):
-        raise UnknownNameError("layer", layer_name, catalog.names("layer"), path=where).locate(
-            file=loaded.file, line=loaded.line_of(path)
-        )
-    try:
-        check_params(cls, args, what=f"layer '{layer_name}'", path=f"{where}.{layer_name}")
-    except ConfigError as exc:
-        raise exc.locate(
-            file=loaded.file, line=loaded.line_of((*path, layer_name, *exc.path.split(".")[-1:]))
-        ) from None
+        raise UnknownNameError("layer", layer_name, catalog.names("layer"), path=where)
+    check_params(cls, args, what=f"layer '{layer_name}'", path=f"{where}.{layer_name}")
     args = _resolve_args(args, loaded=loaded, path=(*path, layer_name))
     try:
         return cls(**args)
@@ -216,11 +199,9 @@ def _functional(loaded: LoadedConfig) -> keras.Model:
     tensors: dict[str, Any] = {}
     for in_name, spec in (m.inputs or {}).items():
         where = ("model", "inputs", in_name)
+        check_params(keras.Input, spec, what="an input", path=format_path(where))
         try:
-            check_params(keras.Input, spec, what="an input", path=format_path(where))
             tensors[in_name] = keras.Input(name=in_name, **spec)
-        except ConfigError as exc:
-            raise exc.locate(file=loaded.file, line=loaded.line_of(where)) from None
         except (TypeError, ValueError) as exc:
             raise loaded.error(f"invalid input: {exc}", where) from None
     inputs = dict(tensors)

@@ -84,7 +84,8 @@ class LoadedConfig:
         if exc.file or not exc.path or "(from --" in exc.detail:
             return exc  # located already (an error from an option has no file by design)
         located = self.error(exc.detail, parse_path(exc.path))
-        return exc.locate(file=located.file, line=located.line) if located.file else located
+        exc.detail = located.detail  # names the --set option, when one set the key
+        return exc.locate(file=located.file, line=located.line)
 
     def resolve_path(self, value: str) -> Path:
         """A path from the config, relative to the config's own directory."""
