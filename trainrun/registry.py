@@ -211,15 +211,6 @@ def check_params(target: Any, args: dict[str, Any], *, what: str, path: str | No
             )
 
 
-def instantiate(target: Any, args: dict[str, Any], *, what: str, path: str | None = None) -> Any:
-    """Call `target(**args)` with checked parameters; a bad value becomes a ConfigError."""
-    check_params(target, args, what=what, path=path)
-    try:
-        return target(**args)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"invalid arguments for {what}: {exc}", path=path) from exc
-
-
 # ---------------------------------------------------------------- layer arguments
 
 # What a layer argument holds, by Keras' naming convention: `kernel_initializer`,
