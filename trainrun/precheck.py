@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from trainrun import catalog
-from trainrun.builders.schedules import SCHEDULES
+from trainrun.builders.schedules import SCHEDULES, unknown_schedule
 from trainrun.config import LoadedConfig, format_path
-from trainrun.errors import ConfigError, UnknownNameError, did_you_mean
+from trainrun.errors import ConfigError, did_you_mean
 from trainrun.registry import (
     arg_kind,
     component,
@@ -24,6 +24,7 @@ from trainrun.registry import (
     layer_kind,
     plugin_entry_points,
     split_component,
+    unknown_name,
 )
 
 
@@ -37,24 +38,13 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
         if is_import_path(name) or name in plugin_entry_points():
             continue
         if name not in keras_callbacks:
-            known = sorted(set(keras_callbacks) | set(plugin_entry_points()))
-            raise UnknownNameError(
-                "callback",
-                name,
-                known,
-                path=format_path(path),
-                hint="see `trainrun callbacks`, or give an import path module:Class",
-            )
+            raise unknown_name("callback", name, path=format_path(path))
         _check_params(loaded, "callback", name, args, (*path, name))
         if name == "LearningRateScheduler" and isinstance(args.get("schedule"), dict):
             sched = args["schedule"]
             for kind in sched:
                 if kind not in SCHEDULES:
-                    raise loaded.error(
-                        f"unknown schedule '{kind}'"
-                        + (did_you_mean(kind, SCHEDULES) or f"; known: {', '.join(SCHEDULES)}"),
-                        (*path, name, "schedule", kind),
-                    )
+                    raise unknown_schedule(kind, path=format_path((*path, name, "schedule", kind)))
 
 
 def _check_layer_names(loaded: LoadedConfig) -> None:
@@ -71,8 +61,7 @@ def _check_layer(loaded: LoadedConfig, spec: Any, path: tuple) -> None:
         return
     kind = layer_kind(name)
     if kind is None:
-        known = catalog.names("layer") + catalog.names("application")
-        raise UnknownNameError("layer", name, known, path=format_path(path), hint=_APPLICATION_HINT)
+        raise unknown_name("layer", name, path=format_path(path))
     where = (*path, name)
     if kind == "application":
         args.pop("trainable", None)  # set on the model it returns
@@ -89,11 +78,6 @@ def _check_layer(loaded: LoadedConfig, spec: Any, path: tuple) -> None:
                 _check_object(
                     loaded, nested, item, (*where, key) if i is None else (*where, key, i)
                 )
-
-
-_APPLICATION_HINT = (
-    "a keras.layers class, a keras.applications model, or an import path module:Class"
-)
 
 
 def _check_required(loaded: LoadedConfig, kind: str, name: str, args: dict, where: tuple) -> None:
@@ -151,11 +135,7 @@ def _check_object(loaded: LoadedConfig, kind: str, value: Any, path: tuple) -> N
     if not known:
         return
     if name not in known:
-        if kind == "activation":
-            hint = "a keras.activations name (relu, gelu ...) or a layer, e.g. {LeakyReLU: {negative_slope: 0.1}}"
-        else:
-            hint = f"known: {', '.join(n for n in known if n[:1].isupper())} (or their snake_case names)"
-        raise UnknownNameError(kind, name, known, path=format_path(path), hint=hint)
+        raise unknown_name(kind, name, path=format_path(path))
     if kind == "activation":
         if args:
             raise loaded.error(
@@ -178,7 +158,7 @@ def _check_optimizer_name(loaded: LoadedConfig) -> None:
     known = {n.lower(): n for n in names}
     if name.lower() in known:
         return
-    raise UnknownNameError("optimizer", name, names, path="compile.optimizer")
+    raise unknown_name("optimizer", name, path="compile.optimizer")
 
 
 def _check_losses_and_metrics(loaded: LoadedConfig) -> None:
@@ -211,7 +191,7 @@ def _check_losses_and_metrics(loaded: LoadedConfig) -> None:
         known = catalog.loss_or_metric_names(kind)
         if not known or is_import_path(name) or name in known:
             continue
-        raise UnknownNameError(kind, name, known, path=format_path(path))
+        raise unknown_name(kind, name, path=format_path(path))
 
 
 # ---------------------------------------------------------------- numbers

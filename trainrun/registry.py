@@ -95,6 +95,49 @@ def import_object(
     return obj
 
 
+# ---------------------------------------------------------------- unknown names
+
+_APPLICATION_HINT = (
+    "a keras.layers class, a keras.applications model, or an import path module:Class"
+)
+_ACTIVATION_HINT = (
+    "a keras.activations name (relu, gelu ...) or a layer, e.g. {LeakyReLU: {negative_slope: 0.1}}"
+)
+
+
+def _known(kind: str) -> tuple[list[str], str | None]:
+    """The names a config can give for `kind`, and what to say when none is close."""
+    if kind == "callback":
+        hint = "see `trainrun callbacks`, or give an import path module:Class"
+        return callback_names(), hint
+    if kind == "layer":
+        return catalog.names("layer") + catalog.names("application"), _APPLICATION_HINT
+    if kind == "optimizer":
+        return [n for n in catalog.names("optimizer") if n[:1].isupper()], None
+    if kind in ("loss", "metric"):
+        return list(catalog.loss_or_metric_names(kind)), None
+    if kind == "learning-rate schedule":
+        return catalog.names("schedule"), None
+    if kind == "activation":
+        return catalog.names(kind), _ACTIVATION_HINT
+    known = catalog.names(kind)  # initializer, regularizer, constraint
+    return (
+        known,
+        f"known: {', '.join(n for n in known if n[:1].isupper())} (or their snake_case names)",
+    )
+
+
+def unknown_name(kind: str, name: str, *, path: str | None = None) -> UnknownNameError:
+    """The one error for a name of `kind` that Keras and the plugins do not have.
+
+    `precheck` raises it from Keras' source before TensorFlow is imported; the
+    builders raise the same error when the live lookup fails (only what precheck
+    could not see: Keras' layout unread, a run's config edited before resume).
+    """
+    known, hint = _known(kind)
+    return UnknownNameError(kind, name, known, path=path, hint=hint)
+
+
 # ---------------------------------------------------------------- callbacks
 
 
@@ -130,13 +173,7 @@ def resolve_callback_class(
         ):
             cls = None
         if cls is None:
-            raise UnknownNameError(
-                "callback",
-                name,
-                callback_names(),
-                path=path,
-                hint="see `trainrun callbacks` for the list, or give an import path module:Class",
-            )
+            raise unknown_name("callback", name, path=path)
     if not (inspect.isclass(cls) and issubclass(cls, keras.callbacks.Callback)):
         raise ConfigError(
             f"'{name}' is not a keras.callbacks.Callback subclass (got {type(cls).__name__} "

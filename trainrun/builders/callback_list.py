@@ -13,10 +13,10 @@ from typing import Any
 import keras
 
 from trainrun import keras_compat
-from trainrun.builders.schedules import SCHEDULES
+from trainrun.builders.schedules import SCHEDULES, unknown_schedule
 from trainrun.config import LoadedConfig, check_callback_paths, format_path
 from trainrun.config.loader import CALLBACK_DIR_ARGS, CALLBACK_FILE_ARGS
-from trainrun.errors import ConfigError, did_you_mean
+from trainrun.errors import ConfigError
 from trainrun.registry import check_params, import_object, resolve_callback_class, split_component
 
 DEFAULT_PATHS = {
@@ -45,11 +45,7 @@ def _lr_schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
         )
     ((kind, args),) = value.items()
     if kind not in SCHEDULES:
-        raise loaded.error(
-            f"unknown schedule '{kind}'"
-            + (did_you_mean(kind, SCHEDULES) or f"; known: {', '.join(SCHEDULES)}"),
-            (*path, kind),
-        )
+        raise unknown_schedule(kind, path=format_path((*path, kind)))
     check_params(
         SCHEDULES[kind], args or {}, what=f"schedule '{kind}'", path=format_path((*path, kind))
     )

@@ -12,8 +12,14 @@ import keras
 
 from trainrun import catalog, custom
 from trainrun.config import LoadedConfig, format_path
-from trainrun.errors import UnknownNameError, did_you_mean
-from trainrun.registry import check_params, import_object, is_import_path, split_component
+from trainrun.errors import did_you_mean
+from trainrun.registry import (
+    check_params,
+    import_object,
+    is_import_path,
+    split_component,
+    unknown_name,
+)
 
 
 def _schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
@@ -25,25 +31,12 @@ def _schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
     ((name, args),) = value.items()
     cls = getattr(keras.optimizers.schedules, name, None)
     if cls is None or not isinstance(cls, type):
-        raise UnknownNameError(
-            "learning-rate schedule",
-            name,
-            catalog.names("schedule"),
-            path=format_path((*path, name)),
-        )
+        raise unknown_name("learning-rate schedule", name, path=format_path((*path, name)))
     check_params(cls, args or {}, what=f"schedule '{name}'", path=format_path((*path, name)))
     try:
         return cls(**(args or {}))
     except (TypeError, ValueError) as exc:
         raise loaded.error(f"invalid arguments for schedule '{name}': {exc}", path) from None
-
-
-def _optimizer_names() -> list[str]:
-    return [
-        n
-        for n in catalog.names("optimizer")
-        if n[0].isupper() and n not in ("Optimizer", "LossScaleOptimizer")
-    ]
 
 
 def build_optimizer(loaded: LoadedConfig) -> keras.optimizers.Optimizer:
@@ -58,10 +51,7 @@ def build_optimizer(loaded: LoadedConfig) -> keras.optimizers.Optimizer:
         try:
             cls = type(keras.optimizers.get(name))
         except ValueError:
-            known = _optimizer_names()
-            raise UnknownNameError(
-                "optimizer", name, known + [n.lower() for n in known], path=format_path(path)
-            ) from None
+            raise unknown_name("optimizer", name, path=format_path(path)) from None
     if "learning_rate" in args:
         args["learning_rate"] = _schedule(
             args["learning_rate"], loaded, (*path, name, "learning_rate")
@@ -94,8 +84,7 @@ def _object(kind: str, spec: Any, loaded: LoadedConfig, path: tuple) -> Any:
         except (ValueError, TypeError):
             found = None
     if found is None:
-        known = catalog.loss_or_metric_names(kind)
-        raise UnknownNameError(kind, name, known, path=format_path(path))
+        raise unknown_name(kind, name, path=format_path(path))
     if isinstance(spec, str):
         return name  # kept as the string: Keras names the logged metric after it
     cls = (

@@ -16,7 +16,6 @@ import keras
 
 from trainrun import catalog
 from trainrun.config import LoadedConfig, format_path
-from trainrun.errors import UnknownNameError
 from trainrun.registry import (
     accepted_params,
     arg_kind,
@@ -26,6 +25,7 @@ from trainrun.registry import (
     is_import_path,
     layer_kind,
     split_component,
+    unknown_name,
 )
 
 
@@ -78,7 +78,7 @@ def _resolve_object(kind: str, value: Any, *, loaded: LoadedConfig, path: tuple)
         registry = getattr(importlib.import_module(f"keras.src.{kind}s"), "ALL_OBJECTS_DICT", {})
         target = getattr(module, name, None) or registry.get(name)
     if target is None:
-        raise UnknownNameError(kind, name, known, path=where)
+        raise unknown_name(kind, name, path=where)
     if kind == "activation":
         if args:
             raise loaded.error(
@@ -161,7 +161,7 @@ def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | Non
         return _application(layer_name, args, loaded=loaded, path=path)
     cls = getattr(keras.layers, layer_name, None)
     if not isinstance(cls, type) or not issubclass(cls, keras.layers.Layer):
-        raise UnknownNameError("layer", layer_name, catalog.names("layer"), path=where)
+        raise unknown_name("layer", layer_name, path=where)
     check_params(cls, args, what=f"layer '{layer_name}'", path=f"{where}.{layer_name}")
     args = _resolve_args(args, loaded=loaded, path=(*path, layer_name))
     try:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from trainrun.errors import UnknownNameError
+
 
 @dataclass
 class _Schedule:
@@ -96,3 +98,10 @@ SCHEDULES = {
     "cosine": Cosine,
     "constant": Constant,
 }
+
+
+def unknown_schedule(kind: str, *, path: str | None = None) -> UnknownNameError:
+    """The error for a `{kind: {args}}` schedule that is not one of SCHEDULES."""
+    return UnknownNameError(
+        "schedule", kind, SCHEDULES, path=path, hint=f"known: {', '.join(SCHEDULES)}"
+    )
