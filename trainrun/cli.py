@@ -171,7 +171,7 @@ def resume(
     try:
         if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
             run_dir = _open_run(run, runs_dir)
-            run_dir.check_resumable(run_dir.read_info(), epochs)  # a finished run: no TF needed
+            run_dir.check_resumable(run_dir.read_record(), epochs)  # a finished run: no TF needed
         _quiet_tensorflow()
         from trainrun.engine.resume import resume as resume_run
 

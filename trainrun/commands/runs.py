@@ -16,16 +16,17 @@ from rich.table import Table
 from rich.text import Text
 
 from trainrun.runs.listing import RunRow, list_runs
+from trainrun.runs.record import Status
 
 STYLES = {
-    "completed": "green",
-    "stopped_early": "green",
-    "running": "cyan",
-    "interrupted": "yellow",
-    "killed": "red",
-    "failed": "red",
-    "broken": "red",
-    "not a run": "dim",
+    Status.COMPLETED: "green",
+    Status.STOPPED_EARLY: "green",
+    Status.RUNNING: "cyan",
+    Status.INTERRUPTED: "yellow",
+    Status.KILLED: "red",
+    Status.FAILED: "red",
+    Status.BROKEN: "red",
+    Status.NOT_A_RUN: "dim",
 }
 
 Cell = Callable[[RunRow], str]

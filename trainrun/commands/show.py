@@ -8,9 +8,7 @@ imported only here).
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -24,14 +22,11 @@ from rich.text import Text
 from trainrun.errors import RunDirError, RunError
 from trainrun.fmt import fmt_value
 from trainrun.registry import split_component
+from trainrun.runs.evals import UnreadableEval, read_evaluations
 from trainrun.runs.files import write_atomic
-from trainrun.runs.listing import (
-    count,
-    effective_status,
-    fmt_best,
-    fmt_duration,
-    fmt_epochs,
-)
+from trainrun.runs.history import read_history
+from trainrun.runs.listing import effective_status, fmt_best, fmt_duration, fmt_epochs
+from trainrun.runs.record import Best, RunRecord
 from trainrun.runs.rundir import RunDir
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -40,49 +35,6 @@ MAX_ROWS = 40  # longer histories show their first and last epochs and the best 
 
 
 # ---------------------------------------------------------------- reading
-
-
-def read_history(path: Path) -> tuple[list[str], list[dict[str, float]], list[str]]:
-    """(columns, rows, problems) of history.csv; values as floats, epoch as an int (0-based).
-
-    A cell that is not a number is left out of its row (shown as '-') and a row
-    without a whole epoch number is left out; each is named in `problems` by its
-    line, so a damaged file shows what it can and says what it could not.
-    """
-    if not path.is_file():
-        return [], [], []
-    problems: list[str] = []
-    rows: list[dict[str, float]] = []
-    try:
-        with path.open(newline="", encoding="utf-8") as f:
-            reader = csv.DictReader(f)
-            columns = list(reader.fieldnames or [])
-            for raw in reader:
-                line = reader.line_num
-                row: dict[str, float] = {}
-                bad: list[str] = []
-                for key, value in raw.items():
-                    if key is None or value in (None, ""):
-                        continue  # extra cells past the header, or an empty cell
-                    try:
-                        row[key] = float(value)
-                    except ValueError:
-                        bad.append(f"{key}={value!r}")
-                epoch = row.get("epoch")
-                if epoch is None or not math.isfinite(epoch) or epoch != int(epoch) or epoch < 0:
-                    problems.append(
-                        f"history.csv line {line}: epoch {raw.get('epoch')!r} is not an epoch "
-                        "number; row left out"
-                    )
-                    continue
-                if bad:
-                    problems.append(
-                        f"history.csv line {line}: {', '.join(bad)} not a number; shown as -"
-                    )
-                rows.append(row)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise RunDirError(f"{path} is unreadable: {exc}") from None
-    return columns, rows, problems
 
 
 def series_of(columns: list[str], rows: list[dict[str, float]]) -> list[tuple[str, str | None]]:
@@ -259,29 +211,29 @@ def _shown_rows(rows: list[dict[str, float]], best_epoch: int | None) -> list[di
 
 def show_run(run: RunDir, out: Console) -> None:
     """Print the run's summary and history; write curves.png."""
-    info = run.read_info()
+    record = run.read_record()
     try:
         config = yaml.safe_load(run.config_file.read_text(encoding="utf-8")) or {}
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise RunDirError(f"{run.config_file} is unreadable: {exc}") from None
     if not isinstance(config, dict):
         raise RunDirError(f"{run.config_file} is not a trainrun config (not a mapping)")
-    status, note = effective_status(run, info)
-    best = info.get("best") if isinstance(info.get("best"), dict) else None
-    best_epoch = count(best.get("epoch")) if best else None
+    status, note = effective_status(run, record)
+    best = record.best
+    best_epoch = best.epoch if best else None
     summary = [
         ("status", status + (f" ({note})" if note else "")),
-        ("epochs", fmt_epochs(info)),
+        ("epochs", fmt_epochs(record)),
         ("best", _best_text(best)),
-        *_final_weights(info),
-        ("train time", fmt_duration(info.get("train_seconds"))),
-        ("created", str(info.get("created", "-"))),
-        ("finished", str(info.get("finished") or "-")),
+        *_final_weights(record),
+        ("train time", fmt_duration(record.train_seconds)),
+        ("created", record.created or "-"),
+        ("finished", record.finished or "-"),
     ]
-    if info.get("error"):
-        summary.append(("error", str(info["error"])))
-    if isinstance(info.get("resumes"), list) and info["resumes"]:
-        summary.append(("resumes", str(len(info["resumes"]))))
+    if record.error:
+        summary.append(("error", record.error))
+    if record.resumes:
+        summary.append(("resumes", str(len(record.resumes))))
     _section(out, f"run {run.id}  ({run.path})", summary)
     _section(out, "config", _config_rows(config))
     evaluation = _last_evaluation(run)
@@ -305,37 +257,37 @@ def show_run(run: RunDir, out: Console) -> None:
     out.print(f"curves written to {png}", markup=False, soft_wrap=True)
 
 
-def _best_text(best: dict[str, Any] | None) -> str:
+def _best_text(best: Best | None) -> str:
     """'val_AUC 0.9100 @ 4 (max)': run.json's best as training picked it, with the
     direction it followed (older run.json files have none: shown without)."""
-    mode = best.get("mode") if best else None
-    return fmt_best(best) + (f" ({mode})" if mode in ("min", "max") else "")
+    mode = best.mode if best else None
+    return fmt_best(best) + (f" ({mode})" if mode else "")
 
 
-def _final_weights(info: dict[str, Any]) -> list[tuple[str, str]]:
+def _final_weights(record: RunRecord) -> list[tuple[str, str]]:
     """The epoch whose weights model.keras holds, when run.json says (it says since
     trainrun recorded it; older runs show no such line)."""
-    epoch = count(info.get("final_weights_epoch"))
+    epoch = record.final_weights_epoch
     if epoch is None:
         return []
-    source = info.get("final_weights_source")
-    why = f" ({source})" if isinstance(source, str) and source else ""
+    source = record.final_weights_source
+    why = f" ({source})" if source else ""
     return [("final model", f"weights of epoch {epoch}{why}")]
 
 
 def _last_evaluation(run: RunDir) -> tuple[str, list[tuple[str, str]]] | None:
     """The latest `trainrun evaluate` result, if eval.json is there and readable."""
-    path = run.path / "eval.json"
-    if not path.is_file():
-        return None
     try:
-        result = json.loads(path.read_text(encoding="utf-8"))
+        evaluations = read_evaluations(run.path)
+        if not evaluations:
+            return None
+        result = evaluations[0]
         metrics = dict(result["metrics"])
         title = (
             f"evaluation ({result.get('checkpoint', '?')} on {result.get('split', '?')}, "
             f"{result.get('evaluated', '?')})"
         )
-    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+    except (UnreadableEval, ValueError, KeyError, TypeError) as exc:
         return "evaluation", [("eval.json", f"unreadable: {exc}")]
     return title, [(k, fmt_value(v)) for k, v in metrics.items()]
 

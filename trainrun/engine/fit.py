@@ -18,28 +18,30 @@ from trainrun.engine.outcome import Outcome, run_end, run_to_end
 from trainrun.engine.trainer import Trainer
 from trainrun.errors import RunError, TrainrunError
 from trainrun.runs.files import no_space, writing, written_file
+from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
 
 
-def _info(trainer: Trainer, loaded: LoadedConfig, run: RunDir) -> dict:
-    return {
-        "id": label(trainer),
-        "status": "running",
-        "error": None,
-        "created": now(),
-        "finished": None,
-        "epochs_done": 0,
-        "epochs": loaded.config.fit.epochs,
-        "best": None,
-        "seed": loaded.config.seed,
-        "devices": trainer.rt.devices,
-        "versions": runtime.versions(),
-        "config_source": str(Path(loaded.file).resolve()),
-        "command": " ".join(["trainrun", *sys.argv[1:]]),
-        "pid": os.getpid(),
-        "resumes": [],
-        "train_seconds": 0.0,
-    }
+def _record(trainer: Trainer, loaded: LoadedConfig) -> RunRecord:
+    """run.json of a run that starts now."""
+    return RunRecord.new(
+        id=label(trainer),
+        status=Status.RUNNING,
+        error=None,
+        created=now(),
+        finished=None,
+        epochs_done=0,
+        epochs=loaded.config.fit.epochs,
+        best=None,
+        seed=loaded.config.seed,
+        devices=trainer.rt.devices,
+        versions=runtime.versions(),
+        config_source=str(Path(loaded.file).resolve()),
+        command=" ".join(["trainrun", *sys.argv[1:]]),
+        pid=os.getpid(),
+        resumes=[],
+        train_seconds=0.0,
+    )
 
 
 def label(trainer: Trainer) -> str:
@@ -105,7 +107,7 @@ def fit(
         with writing(run.config_file):
             run.write_config(dump_config(loaded))
         with writing(run.run_json):
-            run.write_info(_info(trainer, loaded, run))
+            run.write_record(_record(trainer, loaded))
         with writing(run.train_log):
             events.attach_log(run.train_log)
             report_start(events, trainer, "fit")

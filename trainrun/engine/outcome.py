@@ -17,6 +17,7 @@ from trainrun.engine.events import RunEnd
 from trainrun.engine.interrupts import InterruptFlag
 from trainrun.errors import RunError
 from trainrun.runs.files import no_space, writing, written_file
+from trainrun.runs.record import Status
 from trainrun.runs.rundir import now
 
 if TYPE_CHECKING:
@@ -25,9 +26,12 @@ if TYPE_CHECKING:
 
 @dataclass
 class Outcome:
-    status: str  # completed | stopped_early | interrupted | failed
+    status: Status  # completed | stopped_early | interrupted | failed
     error: str | None = None
     exit_code: int = 0
+
+    def __post_init__(self) -> None:
+        self.status = Status(self.status)
 
 
 def run_end(trainer: Trainer, outcome: Outcome, seconds: float) -> RunEnd:
@@ -86,22 +90,22 @@ def disk_full_message(trainer: Trainer, exc: BaseException) -> str:
 def _failure(trainer: Trainer, exc: BaseException) -> Outcome:
     """The outcome of an exception that ended training or its final writes."""
     if isinstance(exc, RunError):
-        return Outcome("failed", error=exc.message, exit_code=1)
+        return Outcome(Status.FAILED, error=exc.message, exit_code=1)
     if no_space(exc):
         # The traceback says no more than the message; train.log may be unwritable now.
         trainer.events.drop_log()
-        return Outcome("failed", error=disk_full_message(trainer, exc), exit_code=1)
+        return Outcome(Status.FAILED, error=disk_full_message(trainer, exc), exit_code=1)
     with contextlib.suppress(OSError):
         trainer.events.to_log(traceback.format_exc())
     if isinstance(exc, OSError) and written_file(exc):
         why = exc.strerror or str(exc)
         return Outcome(
-            "failed",
+            Status.FAILED,
             error=f"cannot write {written_file(exc)}: {why}; fix that and run "
             f"trainrun resume {trainer.run.path}",
             exit_code=1,
         )
-    return Outcome("failed", error=failure_message(exc), exit_code=1)
+    return Outcome(Status.FAILED, error=failure_message(exc), exit_code=1)
 
 
 def _final_fields(final: tuple[int, str] | None) -> dict[str, Any]:
@@ -125,7 +129,7 @@ def run_to_end(trainer: Trainer) -> Outcome:
     trainer.train_started = time.perf_counter()
 
     def mark_interrupted() -> None:
-        run.update_info(status="interrupted", finished=now(), pid=None)
+        run.update_record(status=Status.INTERRUPTED, finished=now(), pid=None)
 
     outcome: Outcome
     with InterruptFlag(mark_interrupted) as flag:
@@ -136,7 +140,7 @@ def run_to_end(trainer: Trainer) -> Outcome:
                 outcome = _failure(trainer, exc)
         # The clock stops with training (the final model's save is not training time).
         trainer.train_seconds_before, trainer.train_started = trainer.train_seconds(), None
-        if outcome.status in ("completed", "stopped_early"):
+        if outcome.status.finished:
             try:
                 with writing(run.model_file):
                     trainer.save_final_model()
@@ -144,7 +148,7 @@ def run_to_end(trainer: Trainer) -> Outcome:
                     trainer.final = trainer.final_weights()
             except Exception as exc:
                 outcome = _failure(trainer, exc)
-        if flag() and outcome.status in ("completed", "stopped_early"):
+        if flag() and outcome.status.finished:
             # Ctrl-C after the last epoch: nothing was left to interrupt.
             trainer.events.warn(
                 "interrupted after the last epoch; the run had finished and is saved"
@@ -152,7 +156,7 @@ def run_to_end(trainer: Trainer) -> Outcome:
         keeper = trainer.keeper
         try:
             with writing(run.run_json):
-                run.update_info(
+                run.update_record(
                     status=outcome.status,
                     error=outcome.error,
                     finished=now(),
@@ -166,7 +170,7 @@ def run_to_end(trainer: Trainer) -> Outcome:
                     timing=trainer.timing,
                 )
         except Exception as exc:
-            if outcome.status == "failed":
+            if outcome.status is Status.FAILED:
                 return outcome  # the first cause is the one to report
             outcome = _failure(trainer, exc)
     return outcome

@@ -16,6 +16,7 @@ from trainrun.engine.outcome import Outcome, run_to_end
 from trainrun.engine.trainer import Trainer
 from trainrun.errors import RunDirError, RunError, TrainrunError
 from trainrun.runs.files import no_space, writing, written_file
+from trainrun.runs.record import Status
 from trainrun.runs.rundir import RunDir, now
 
 
@@ -66,20 +67,19 @@ def _start_resume(
     run: RunDir, *, epochs: int | None, device: str | None, events: Events
 ) -> Trainer:
     """Load, check and restore a run under its lock; record the resume in run.json."""
-    info = run.read_info()  # read under the lock: no other process changes it now
+    record = run.read_record()  # read under the lock: no other process changes it now
     overrides = [f"fit.epochs={epochs}"] if epochs is not None else []
     loaded = load_config(run.config_file, overrides)
     if loaded.config.seed is None:
         raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
     multi_worker = loaded.config.distribute == "multi_worker"
-    run.check_resumable(info, epochs, state=not multi_worker)
-    status = info.get("status")
+    run.check_resumable(record, epochs, state=not multi_worker)
     trainer = Trainer(loaded, run, events, device=device, resuming=True)
     trainer.prepare()
     try:
         if multi_worker:
-            run.check_state_present(info)
-        restored = trainer.restore(info)
+            run.check_state_present(record)
+        restored = trainer.restore(record)
         unusable = None
     except RunDirError as exc:
         if not trainer.rt.multi_worker:
@@ -87,7 +87,7 @@ def _start_resume(
         restored, unusable = False, exc  # told to the other workers first, then raised
     _check_workers_agree(trainer, unusable)
     signals.raise_if_received()  # before the run's files change: it is left as it was
-    if status == "stopped_early" and epochs is not None:
+    if record.status is Status.STOPPED_EARLY and epochs is not None:
         trainer.model.stop_training = False
     if epochs is not None:
         with writing(run.config_file):
@@ -104,19 +104,19 @@ def _start_resume(
     )
     events.info(f"resuming from {where}")
     resumes = [
-        *info.get("resumes", []),
+        *record.resumes,
         {
             "at": now(),
             "from_epoch": trainer.start_epoch,
             "from_step": trainer.start_step,
-            "previous_status": status,
+            "previous_status": record.raw("status"),
             "epochs": loaded.config.fit.epochs,
             **({"repairs": trainer.restore_notes} if trainer.restore_notes else {}),
         },
     ]
     with writing(run.run_json):
-        run.update_info(
-            status="running",
+        run.update_record(
+            status=Status.RUNNING,
             error=None,
             finished=None,
             pid=os.getpid(),

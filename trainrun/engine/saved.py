@@ -20,7 +20,6 @@ architecture.
 
 from __future__ import annotations
 
-import csv
 import glob
 import math
 import re
@@ -31,10 +30,13 @@ from pathlib import Path
 from typing import Any
 
 from trainrun import custom
+from trainrun.builders.compile import output_names as output_names  # predict's import
 from trainrun.config import LoadedConfig
 from trainrun.engine.checks import monitor_mode
 from trainrun.errors import RunDirError, TrainrunError
 from trainrun.registry import config_dir_on_path, split_component
+from trainrun.runs.history import read_history
+from trainrun.runs.record import Status
 from trainrun.runs.rundir import RunDir
 
 
@@ -69,16 +71,11 @@ def _template_regex(template: str) -> tuple[str, re.Pattern[str], list[str]]:
 
 def _history_values(run: RunDir, monitor: str) -> dict[int, float]:
     """1-based epoch -> monitored value, from history.csv (epoch column is 0-based)."""
-    if not run.history_csv.is_file():
-        return {}
-    out: dict[int, float] = {}
-    with run.history_csv.open(newline="", encoding="utf-8") as f:
-        for row in csv.DictReader(f):
-            try:
-                out[int(row["epoch"]) + 1] = float(row[monitor])
-            except (KeyError, TypeError, ValueError):
-                continue
-    return out
+    try:
+        _, rows, _ = read_history(run.history_csv)
+    except RunDirError:
+        return {}  # unreadable: the checkpoint is chosen without it
+    return {int(row["epoch"]) + 1: row[monitor] for row in rows if monitor in row}
 
 
 def _number(text: str) -> float | None:
@@ -96,16 +93,11 @@ def _direction(run: RunDir, monitor: str, mode: str) -> str:
     if mode in ("min", "max"):
         return mode
     try:
-        info = run.read_info()
+        best = run.read_record().best
     except TrainrunError:
-        info = None
-    best = info.get("best") if isinstance(info, dict) else None
-    if (
-        isinstance(best, dict)
-        and best.get("monitor") == monitor
-        and best.get("mode") in ("min", "max")
-    ):
-        return best["mode"]
+        best = None
+    if best is not None and best.monitor == monitor and best.mode is not None:
+        return best.mode
     return monitor_mode(monitor)
 
 
@@ -179,18 +171,18 @@ def best_checkpoint(run: RunDir, loaded: LoadedConfig) -> Checkpoint:
     return Checkpoint(run.model_file, "best", f"no best checkpoint ({reason}); using model.keras")
 
 
-def _status(run: RunDir) -> str:
+def _status(run: RunDir) -> Status:
     try:
-        return str(run.read_info().get("status", "unknown"))
+        return run.read_record().status
     except RunDirError:
-        return "unknown"
+        return Status.UNKNOWN
 
 
 def _without_model(run: RunDir) -> str:
     """What gives a run without model.keras something to evaluate: `resume` where
     it would be accepted (an unfinished run), else a file or a new run."""
     try:
-        run.check_resumable(run.read_info(), None)
+        run.check_resumable(run.read_record(), None)
     except TrainrunError:
         return (
             "; it cannot be resumed to write one, so give a model file: --checkpoint PATH "
@@ -303,12 +295,3 @@ def _damage(path: Path) -> str:
 def model_inputs(model: Any) -> list[tuple[str, tuple]]:
     """(name, shape with None for the batch) of each model input, in the model's order."""
     return [(t.name, tuple(t.shape)) for t in model.inputs]
-
-
-def output_names(model: Any) -> list[str]:
-    names = getattr(model, "output_names", None)
-    if names:
-        return list(names)
-    if len(model.outputs) == 1 and model.layers:
-        return [model.layers[-1].name]
-    return [f"output_{i}" for i in range(len(model.outputs))]

@@ -46,6 +46,7 @@ from trainrun.engine.run_callbacks import (
 from trainrun.errors import ConfigError, RunDirError
 from trainrun.runs.files import writing
 from trainrun.runs.history import restore_csv
+from trainrun.runs.record import RunRecord
 from trainrun.runs.rundir import RunDir, now
 
 
@@ -146,18 +147,18 @@ class Trainer:
             self.adapted = adapt.adapted_state(self.adaptable)
 
     # ------------------------------------------------------------ restore
-    def restore(self, info: dict[str, Any] | None = None) -> bool:
+    def restore(self, record: RunRecord | None = None) -> bool:
         """Load the latest usable saved state, if any. Returns whether there was one.
 
         A damaged newest state is set aside (renamed, kept) and the previous one
         used; with no usable state, a run that has made progress is refused
         rather than silently started over.
         """
-        info = info or {}
+        record = record or RunRecord()
         store = st.StateStore(self.run.state_dir)
         snap = store.load(max_epoch=self.loaded.config.fit.epochs, check=self._check_snapshot)
         if snap is None:
-            progress = self.run.progress(info)
+            progress = self.run.progress(record)
             if progress:
                 raise RunDirError(
                     f"{self.run.state_dir} holds no saved state, but {progress}; resuming "
@@ -180,7 +181,7 @@ class Trainer:
         self.start_epoch, self.start_step = snap.epoch, snap.step
         self.snapshot = snap
         self.train_seconds_before = max(
-            _seconds(info.get("train_seconds")), _seconds(snap.meta.get("train_seconds"))
+            record.train_seconds or 0.0, _seconds(snap.meta.get("train_seconds"))
         )
         for cb in self.callbacks:  # history.csv and any other CSVLogger file
             if isinstance(cb, keras.callbacks.CSVLogger):
@@ -225,7 +226,7 @@ class Trainer:
         if not self._state_recorded:  # once a session: a run with progress must not restart
             self._state_recorded = True
             with writing(self.run.run_json):
-                self.run.update_info(state_saved=True)
+                self.run.update_record(state_saved=True)
 
     # ------------------------------------------------------------ datasets
     def _train_data(
@@ -385,7 +386,7 @@ class Trainer:
 
     def _on_epoch(self, epoch: int, row: dict[str, Any]) -> None:
         with writing(self.run.run_json):
-            self.run.update_info(
+            self.run.update_record(
                 epochs_done=epoch + 1,
                 best=self.best(),
                 updated=now(),

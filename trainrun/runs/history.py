@@ -1,13 +1,62 @@
-"""history.csv, as Keras' CSVLogger writes it: read, checked against a saved state, rebuilt."""
+"""history.csv, as Keras' CSVLogger writes it: read, checked against a saved state, rebuilt.
+
+`read_history` is the one reader of its rows (`show`, `evaluate --checkpoint best`);
+`restore_csv` checks the file byte for byte against a saved state (resume).
+"""
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any
 
+from trainrun.errors import RunDirError
 from trainrun.runs.files import write_atomic
+
+
+def read_history(path: Path) -> tuple[list[str], list[dict[str, float]], list[str]]:
+    """(columns, rows, problems) of history.csv; values as floats, epoch as an int (0-based).
+
+    A cell that is not a number is left out of its row (shown as '-') and a row
+    without a whole epoch number is left out; each is named in `problems` by its
+    line, so a damaged file shows what it can and says what it could not.
+    """
+    if not path.is_file():
+        return [], [], []
+    problems: list[str] = []
+    rows: list[dict[str, float]] = []
+    try:
+        with path.open(newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            columns = list(reader.fieldnames or [])
+            for raw in reader:
+                line = reader.line_num
+                row: dict[str, float] = {}
+                bad: list[str] = []
+                for key, value in raw.items():
+                    if key is None or value in (None, ""):
+                        continue  # extra cells past the header, or an empty cell
+                    try:
+                        row[key] = float(value)
+                    except ValueError:
+                        bad.append(f"{key}={value!r}")
+                epoch = row.get("epoch")
+                if epoch is None or not math.isfinite(epoch) or epoch != int(epoch) or epoch < 0:
+                    problems.append(
+                        f"history.csv line {line}: epoch {raw.get('epoch')!r} is not an epoch "
+                        "number; row left out"
+                    )
+                    continue
+                if bad:
+                    problems.append(
+                        f"history.csv line {line}: {', '.join(bad)} not a number; shown as -"
+                    )
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise RunDirError(f"{path} is unreadable: {exc}") from None
+    return columns, rows, problems
 
 
 def restore_csv(path: Path, sep: str, history: list[dict[str, Any]]) -> str | None:

@@ -9,13 +9,13 @@ process holds the run is shown as killed: `trainrun resume` continues it.
 from __future__ import annotations
 
 import datetime as dt
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainrun.errors import RunDirError, TrainrunError
 from trainrun.fmt import fmt_value
+from trainrun.runs.record import Best, RunRecord, Status, finite
 from trainrun.runs.rundir import RunDir, pid_alive
 
 
@@ -24,7 +24,7 @@ class RunRow:
     """What `trainrun runs` shows about one directory."""
 
     id: str
-    status: str  # a run.json status, "killed", "broken" or "not a run"
+    status: Status  # a run.json status, or killed, unknown, broken, not a run
     epochs: str = "-"
     best: str = "-"
     duration: str = "-"
@@ -34,50 +34,37 @@ class RunRow:
 
     @property
     def ok(self) -> bool:
-        return self.status not in ("broken", "not a run")
+        return self.status not in (Status.BROKEN, Status.NOT_A_RUN)
 
 
-def finite(value: Any) -> float | None:
-    """A real, finite number, or None (for a missing field, a string, NaN, Infinity)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value if math.isfinite(value) else None
-
-
-def count(value: Any) -> int | None:
-    """A whole non-negative count (epochs), or None."""
-    number = finite(value)
-    if number is None or number < 0 or number != int(number):
-        return None
-    return int(number)
-
-
-def effective_status(run: RunDir, info: dict[str, Any]) -> tuple[str, str]:
+def effective_status(run: RunDir, record: RunRecord) -> tuple[Status, str]:
     """(status, note): 'running' only while a live process holds the run.
 
     fit and resume record their pid in run.json and in the run's lock file and
     clear it when they finish; a "running" run whose process is gone was killed
     (SIGKILL, a crash, a lost machine) before it could record that.
     """
-    status = info.get("status")
-    status = status if isinstance(status, str) and status else "unknown"
-    if status != "running":
-        return status, ""
+    if record.status is Status.UNKNOWN and record.status_text != Status.UNKNOWN:
+        return Status.UNKNOWN, f"run.json's status is {record.status_text!r}"
+    if record.status is not Status.RUNNING:
+        return record.status, ""
     if run.lock_owner() is not None:
-        return "running", ""
-    pid = info.get("pid")
-    pid = pid if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
+        return Status.RUNNING, ""
+    pid = record.pid
     # The lock is the truth where there is one (a dead holder releases it, and
     # run.json's pid may belong to another process by now); runs from before the
     # lock have only the pid.
     if not run.lock_file.exists() and pid is not None and pid_alive(pid):
-        return "running", ""
+        return Status.RUNNING, ""
     gone = f"pid {pid} is gone" if pid else "no live process"
     try:
-        run.check_resumable(info, None)
+        run.check_resumable(record, None)
     except TrainrunError as exc:
-        return "killed", f"run.json says running but {gone}; {exc.message}"
-    return "killed", f"run.json says running but {gone}; `trainrun resume {run.id}` continues it"
+        return Status.KILLED, f"run.json says running but {gone}; {exc.message}"
+    return (
+        Status.KILLED,
+        f"run.json says running but {gone}; `trainrun resume {run.id}` continues it",
+    )
 
 
 def fmt_duration(seconds: Any) -> str:
@@ -104,31 +91,29 @@ def parse_time(text: Any, tz: dt.tzinfo | None = None) -> dt.datetime | None:
     return when.replace(tzinfo=tz) if when.tzinfo is None and tz is not None else when
 
 
-def fmt_best(best: Any) -> str:
-    if not isinstance(best, dict) or "value" not in best:
+def fmt_best(best: Best | None) -> str:
+    if best is None or best.value is None:
         return "-"
-    epoch = count(best.get("epoch"))
-    return (
-        f"{best.get('monitor', '?')} {fmt_value(best['value'])} @ {'?' if epoch is None else epoch}"
-    )
+    epoch = "?" if best.epoch is None else best.epoch
+    return f"{best.monitor or '?'} {fmt_value(best.value)} @ {epoch}"
 
 
-def fmt_epochs(info: dict[str, Any]) -> str:
-    done, target = count(info.get("epochs_done")), count(info.get("epochs"))
+def fmt_epochs(record: RunRecord) -> str:
+    done, target = record.epochs_done, record.epochs
     if done is None:
         return "-"
     return f"{done}/{target}" if target is not None else str(done)
 
 
-def _duration(info: dict[str, Any], status: str) -> str:
+def _duration(record: RunRecord, status: Status) -> str:
     """Training time; for a run still going, the time since it started."""
-    start = parse_time(info.get("created"))
-    end = parse_time(info.get("finished"), start.tzinfo if start else None)
+    start = parse_time(record.created)
+    end = parse_time(record.finished, start.tzinfo if start else None)
     if start and end and (start.tzinfo is None) != (end.tzinfo is None):
         start = start.replace(tzinfo=end.tzinfo)
-    if status == "running" and start:
+    if status is Status.RUNNING and start:
         return fmt_duration((dt.datetime.now(start.tzinfo) - start).total_seconds()) + " so far"
-    seconds = finite(info.get("train_seconds"))
+    seconds = record.train_seconds
     if seconds is not None and seconds > 0:
         return fmt_duration(seconds)
     if start and end:
@@ -148,21 +133,21 @@ def describe(path: Path) -> RunRow:
     run = RunDir(path)
     if not run.run_json.is_file():
         missing = "no run.json" + ("" if run.config_file.is_file() else " or config.yaml")
-        return RunRow(path.name, "not a run", note=missing, sort_key=_mtime(path))
+        return RunRow(path.name, Status.NOT_A_RUN, note=missing, sort_key=_mtime(path))
     try:
-        info = run.read_info()
+        record = run.read_record()
     except TrainrunError as exc:
-        return RunRow(path.name, "broken", note=exc.message, sort_key=_mtime(path))
-    status, note = effective_status(run, info)
-    created = parse_time(info.get("created"))
-    if info.get("error") and not note:
-        note = str(info["error"])
+        return RunRow(path.name, Status.BROKEN, note=exc.message, sort_key=_mtime(path))
+    status, note = effective_status(run, record)
+    created = parse_time(record.created)
+    if record.error and not note:
+        note = record.error
     return RunRow(
-        id=info["id"] if isinstance(info.get("id"), str) and info["id"] else path.name,
+        id=record.id or path.name,
         status=status,
-        epochs=fmt_epochs(info),
-        best=fmt_best(info.get("best")),
-        duration=_duration(info, status),
+        epochs=fmt_epochs(record),
+        best=fmt_best(record.best),
+        duration=_duration(record, status),
         started=created.strftime("%Y-%m-%d %H:%M") if created else "-",
         note=note,
         sort_key=created.timestamp() if created else _mtime(path),
@@ -175,7 +160,7 @@ def _describe_or_broken(path: Path) -> RunRow:
         return describe(path)
     except Exception as exc:  # noqa: BLE001 - one run's damage must not hide the others
         note = f"cannot be read ({type(exc).__name__}: {exc}); `trainrun show {path}` for details"
-        return RunRow(path.name, "broken", note=note, sort_key=_mtime(path))
+        return RunRow(path.name, Status.BROKEN, note=note, sort_key=_mtime(path))
 
 
 def list_runs(runs_dir: Path) -> list[RunRow]:

@@ -16,8 +16,7 @@ from typing import Any
 
 from trainrun.errors import RunDirError, RunError, TrainrunError
 from trainrun.runs.files import write_atomic, write_json
-
-STATUSES = ("running", "completed", "stopped_early", "interrupted", "failed")
+from trainrun.runs.record import RunRecord
 
 
 def now() -> str:
@@ -133,11 +132,12 @@ class RunDir:
         return run
 
     # ------------------------------------------------------------ run.json
-    def read_info(self) -> dict[str, Any]:
-        """The run's run.json as a dict; RunDirError naming the file and what is wrong with it.
+    def read_record(self) -> RunRecord:
+        """The run's run.json; RunDirError naming the file and what is wrong with it.
 
         Infinity and NaN are accepted (Python's json writes them for a diverged loss);
-        the fields are checked where they are shown, so one odd value costs one cell.
+        a value of the wrong type reads as unset (see RunRecord), so one odd value
+        costs one cell where it is shown.
         """
         path = self.run_json
         try:
@@ -163,20 +163,32 @@ class RunDir:
                 f"{path} is not a JSON object (it holds {_kind(info)}); "
                 'a run\'s record is an object like {"id": ..., "status": ...}'
             )
-        return info
+        return RunRecord.from_json(info)
+
+    def write_record(self, record: RunRecord) -> None:
+        """The one writer of run.json: atomic (a kill leaves the old record or the new)."""
+        write_json(self.run_json, record.to_json())
+
+    def update_record(self, **changes: Any) -> RunRecord:
+        """Read run.json, set `changes`, write it back (what else it holds is kept)."""
+        record = self.read_record() if self.run_json.exists() else RunRecord()
+        self.write_record(record.update(**changes))
+        return record
 
     def check_resumable(
-        self, info: dict[str, Any], epochs: int | None, *, state: bool = True
+        self, record: RunRecord | dict[str, Any], epochs: int | None, *, state: bool = True
     ) -> None:
         """Refuse a resume that has nothing to do or nothing to continue from, before
         anything heavy is loaded. The source of truth for whether a run can be resumed
         (`trainrun runs` should offer `resume` only where this passes). `state=False`
         leaves out `check_state_present` (a multi-worker resume checks it with the others)."""
-        done = info.get("epochs_done", 0)
-        if not isinstance(done, int) or isinstance(done, bool) or done < 0:
+        record = as_record(record)
+        if "epochs_done" in record.invalid:
             raise RunDirError(
-                f"{self.run_json}: epochs_done is {done!r}, expected a whole number >= 0"
+                f"{self.run_json}: epochs_done is {record.invalid['epochs_done']!r}, "
+                "expected a whole number >= 0"
             )
+        done = record.epochs_done or 0
         if epochs is not None and epochs < done:
             raise TrainrunError(
                 f"--epochs {epochs} is below the {done} epochs this run has done already"
@@ -187,18 +199,17 @@ class RunDir:
                 "to resume from; train it again with state on: "
                 f"trainrun fit {self.config_file} --set outputs.state=true"
             )
-        status = info.get("status")
-        if status in ("completed", "stopped_early") and (epochs is None or epochs <= done):
+        if record.status.finished and (epochs is None or epochs <= done):
             raise TrainrunError(
-                f"run {self.id} is {status} after {done} epoch(s); "
+                f"run {self.id} is {record.status} after {done} epoch(s); "
                 f"to train further, raise the target: trainrun resume {self.path} --epochs {done + 10}"
             )
         if state:
-            self.check_state_present(info)
+            self.check_state_present(record)
 
-    def check_state_present(self, info: dict[str, Any]) -> None:
+    def check_state_present(self, record: RunRecord | dict[str, Any]) -> None:
         """Refuse a run that has made progress but whose state/ is gone."""
-        progress = self.progress(info)
+        progress = self.progress(record)
         if progress and not (self.state_dir.is_dir() and any(self.state_dir.glob("ckpt-*"))):
             raise RunDirError(
                 f"{self.state_dir} is missing or empty, but {progress}; resuming from the start "
@@ -217,23 +228,14 @@ class RunDir:
         outputs = config.get("outputs") if isinstance(config, dict) else None
         return not (isinstance(outputs, dict) and outputs.get("state") is False)
 
-    def progress(self, info: dict[str, Any]) -> str | None:
+    def progress(self, record: RunRecord | dict[str, Any]) -> str | None:
         """What says this run trained before (so a missing state loses work), or None."""
-        done = info.get("epochs_done")
-        if isinstance(done, int) and done > 0:
-            return f"run.json records {done} epoch(s) done"
-        if info.get("state_saved"):
+        record = as_record(record)
+        if record.epochs_done:
+            return f"run.json records {record.epochs_done} epoch(s) done"
+        if record.state_saved:
             return "run.json records a saved state"
         return None
-
-    def write_info(self, info: dict[str, Any]) -> None:
-        write_json(self.run_json, info)
-
-    def update_info(self, **changes: Any) -> dict[str, Any]:
-        info = self.read_info() if self.run_json.exists() else {}
-        info.update(changes)
-        self.write_info(info)
-        return info
 
     def write_config(self, text: str) -> None:
         write_atomic(self.config_file, text)
@@ -358,6 +360,11 @@ MODEL_TMP = re.compile(r"^\.tmp-\d+-.+")
 # Files of the run directory itself that training writes atomically. Not
 # eval.json or curves.png: `evaluate` and `show` may be writing them right now.
 TRAINING_FILES = ("run.json", "config.yaml", "history.csv", "model.keras", ".lock")
+
+
+def as_record(record: RunRecord | dict[str, Any]) -> RunRecord:
+    """A RunRecord, from run.json's object where a caller holds that."""
+    return record if isinstance(record, RunRecord) else RunRecord.from_json(record)
 
 
 def _lock_pid(fd: int) -> int | None:
