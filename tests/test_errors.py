@@ -62,7 +62,7 @@ def test_did_you_mean_close_names_case_and_underscores_ignored():
     assert did_you_mean("acuracy", ["Accuracy", "accuracy"]) == "; did you mean 'accuracy'?"
     assert did_you_mean("Acuracy", ["accuracy", "Accuracy"]) == "; did you mean 'Accuracy'?"
     assert did_you_mean("Conv", ["Conv1D", "Conv2D", "Dense"]) == (
-        "; did you mean 'Conv2D' or 'Conv1D'?"  # difflib's order: best first, ties last-seen first
+        "; did you mean 'Conv2D' or 'Conv1D'?"  # difflib's order: best first, ties by name, descending
     )
 
 
