@@ -21,11 +21,9 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from trainrun.config import LoadedConfig
-from trainrun.data import Data
-from trainrun.data.arrays import ArraySplit, scale_array
+from trainrun.data.feed import Feed
 from trainrun.errors import RunDirError
 from trainrun.registry import split_component
 
@@ -130,34 +128,11 @@ def find_adaptable(loaded: LoadedConfig, model: Any) -> list[Adaptable]:
     return found
 
 
-def _x_of(x: Any, name: str | None) -> Any:
-    if isinstance(x, dict):
-        return x[name] if name in x else next(iter(x.values()))
-    return x
-
-
-def _training_x(data: Data, name: str | None) -> tuple[Any, int]:
-    """What the layer sees in training, and the number of samples."""
-    train = data.train
-    if isinstance(train, ArraySplit):
-        x = _x_of(train.x, name)
-        if data.scale is not None:
-            x = scale_array(x, data.scale)
-        return x, len(train)
-
-    def pick(*parts: Any) -> Any:
-        return _x_of(parts[0], name)
-
-    ds = train.map(pick)
-    count = ds.reduce(tf.constant(0, tf.int64), lambda n, b: n + tf.shape(b, tf.int64)[0])
-    return ds, int(count.numpy())
-
-
-def adapt_layers(items: list[Adaptable], data: Data) -> list[str]:
+def adapt_layers(items: list[Adaptable], feed: Feed) -> list[str]:
     """Adapt each layer on the training data it sees; returns one line per layer."""
     lines = []
     for item in items:
-        x, n = _training_x(data, item.input_name)
+        x, n = feed.training_x(item.input_name)
         item.layer.adapt(x)
         lines.append(f"adapted {item.layer.name} on {n:,} training samples")
     return lines

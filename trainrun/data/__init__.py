@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from trainrun.config import LoadedConfig
-from trainrun.data.arrays import ArraySplit, check_scale, one_hot
+from trainrun.data.arrays import ArraySplit, Preprocessing, check_scale, one_hot
 
 
 @dataclass
@@ -39,7 +39,7 @@ def preload(loaded: LoadedConfig) -> None:
 def build_data(loaded: LoadedConfig) -> Data:
     cfg = loaded.config.data
     limit = cfg.limit
-    scale = np.asarray(cfg.scale, np.float32) if isinstance(cfg.scale, list) else cfg.scale
+    prep = Preprocessing.of(cfg)
     if cfg.source == "mnist":
         from trainrun.data.mnist import load_mnist
 
@@ -69,11 +69,11 @@ def build_data(loaded: LoadedConfig) -> Data:
             spec = split.element_spec
             x = spec[0] if isinstance(spec, tuple) else spec
             _check_scale(loaded, [tuple(t.shape[1:]) for t in _leaves(x)], name)
-            ds = scaled(split, scale, cfg.reshape, cfg.flatten)
+            ds = scaled(split, prep)
             ds = ds.take(n) if n else ds
             return ds.prefetch(-1)  # tf.data.AUTOTUNE: overlap input with training
         try:
-            split = split.take(n).reshaped(cfg.flatten, cfg.reshape)
+            split = split.take(n).map_x(prep.shaped)
         except ValueError as exc:
             raise loaded.error(f"{exc} ({name} data)", ("data", "reshape")) from None
         _check_scale(loaded, _leaves(split.input_shapes()), name)
@@ -93,7 +93,7 @@ def build_data(loaded: LoadedConfig) -> Data:
         else None
     )
     test = prepare(test, limit.test if limit else None, "test") if test is not None else None
-    return Data(train=train, validation=validation, test=test, scale=scale)
+    return Data(train=train, validation=validation, test=test, scale=prep.scale)
 
 
 def _leaves(nest: Any) -> list:

@@ -92,6 +92,57 @@ def scale_array(a: np.ndarray, scale: float | np.ndarray) -> np.ndarray:
     return a.astype(np.float32) / np.asarray(scale, np.float32)
 
 
+@dataclass(frozen=True)
+class Preprocessing:
+    """`data.flatten` / `reshape` / `scale` on NumPy inputs: written once, for the arrays
+    a run trains on, the batch its checks build with, the samples a layer adapts on
+    and the inputs of `trainrun predict`. (A tf.data dataset gets the same steps as
+    tensor ops in `pipeline.scaled`.)"""
+
+    flatten: bool = False
+    reshape: tuple[int, ...] | None = None
+    scale: float | np.ndarray | None = None  # one divisor, or float32 divisors of the last axis
+
+    @classmethod
+    def of(cls, data: Any) -> Preprocessing:
+        """From a config's `data` section."""
+        scale = np.asarray(data.scale, np.float32) if isinstance(data.scale, list) else data.scale
+        return cls(bool(data.flatten), tuple(data.reshape) if data.reshape else None, scale)
+
+    def shaped(self, a: np.ndarray) -> np.ndarray:
+        """Flatten or reshape each sample; ValueError naming both shapes if it cannot."""
+        if not (self.flatten or self.reshape):
+            return a
+        # flatten names the size: -1 cannot be inferred for 0 samples
+        shape = (math.prod(a.shape[1:]),) if self.flatten else tuple(self.reshape or ())
+        try:
+            return a.reshape((len(a), *shape))
+        except ValueError as exc:
+            raise ValueError(
+                f"cannot reshape inputs of shape {a.shape[1:]} to {list(shape)}"
+            ) from exc
+
+    def scaled(self, a: np.ndarray) -> np.ndarray:
+        return a if self.scale is None else scale_array(a, self.scale)
+
+    def steps(self) -> str:
+        """What is done, in order, for a reader: 'flatten, divide by 255'."""
+        steps = []
+        if self.flatten:
+            steps.append("flatten")
+        elif self.reshape:
+            steps.append(f"reshape to {list(self.reshape)}")
+        if self.scale is not None:
+            steps.append(f"divide by {fmt_scale(self.scale)}")
+        return ", ".join(steps)
+
+
+def fmt_scale(scale: Any) -> str:
+    if np.ndim(scale):
+        return f"[{', '.join(f'{float(s):g}' for s in np.ravel(scale))}]"
+    return f"{float(scale):g}"
+
+
 def check_scale(scale: Any, shape: tuple) -> None:
     """A list of divisors must have one per feature of the last axis (ValueError if not)."""
     if np.ndim(scale) == 0:
@@ -200,21 +251,9 @@ class ArraySplit:
             )
         return parts[0], parts[1]
 
-    def reshaped(self, flatten: bool, reshape: list[int] | None) -> ArraySplit:
-        if not (flatten or reshape):
-            return self
-
-        def fix(a: np.ndarray) -> np.ndarray:
-            # flatten names the size: -1 cannot be inferred for 0 samples
-            shape = (math.prod(a.shape[1:]),) if flatten else tuple(reshape or ())
-            try:
-                return a.reshape((len(a), *shape))
-            except ValueError as exc:
-                raise ValueError(
-                    f"cannot reshape inputs of shape {a.shape[1:]} to {list(shape)}"
-                ) from exc
-
-        return ArraySplit(_map(fix, self.x), self.y, self.sample_weight)
+    def map_x(self, fn) -> ArraySplit:
+        """The split with `fn` applied to each of its input arrays."""
+        return ArraySplit(_map(fn, self.x), self.y, self.sample_weight)
 
     def with_labels(self, y: Nest) -> ArraySplit:
         return ArraySplit(self.x, y, self.sample_weight)

@@ -14,7 +14,7 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from trainrun.data.arrays import ArraySplit
+from trainrun.data.arrays import ArraySplit, Preprocessing
 
 _FOREVER = 2**62
 
@@ -128,18 +128,18 @@ def _parallel_calls() -> int | None:
     return None if _sequential_maps else tf.data.AUTOTUNE
 
 
-def scaled(
-    ds: tf.data.Dataset, scale: float | np.ndarray | None, reshape: list[int] | None, flatten: bool
-) -> tf.data.Dataset:
-    """Apply data.scale / reshape / flatten to a user's (x, y, ...) dataset."""
-    if scale is None and not reshape and not flatten:
+def scaled(ds: tf.data.Dataset, prep: Preprocessing) -> tf.data.Dataset:
+    """A user's (x, y, ...) dataset of batches with data.flatten / reshape / scale: the
+    tensor form of `Preprocessing`, which does the same to NumPy arrays."""
+    if prep.scale is None and not prep.reshape and not prep.flatten:
         return ds
+    scale = prep.scale
 
     def fix(x: tf.Tensor) -> tf.Tensor:
-        if flatten:
+        if prep.flatten:
             x = tf.reshape(x, [tf.shape(x)[0], -1])
-        elif reshape:
-            x = tf.reshape(x, [tf.shape(x)[0], *reshape])
+        elif prep.reshape:
+            x = tf.reshape(x, [tf.shape(x)[0], *prep.reshape])
         if scale is not None:
             x = tf.cast(x, tf.float32) / scale
         return x

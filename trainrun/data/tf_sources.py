@@ -8,6 +8,7 @@ import tensorflow as tf
 from trainrun.config import LoadedConfig
 from trainrun.config.schema import Split
 from trainrun.data.arrays import ArraySplit
+from trainrun.data.feed import Batching
 from trainrun.registry import import_object
 
 
@@ -105,4 +106,4 @@ def _tfrecord(loaded: LoadedConfig, split: Split, where: tuple) -> tf.data.Datas
         return x, y
 
     ds = tf.data.TFRecordDataset([str(p) for p in paths])
-    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(loaded.config.fit.batch_size)
+    return ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE).batch(Batching.of(loaded).train)

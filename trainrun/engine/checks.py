@@ -14,8 +14,7 @@ from keras.src.callbacks.monitor_callback import MonitorCallback
 
 from trainrun.builders.callback_list import callback_specs
 from trainrun.config import LoadedConfig
-from trainrun.data import Data
-from trainrun.data.arrays import ArraySplit
+from trainrun.data.feed import Feed
 from trainrun.errors import ConfigError, DataError, did_you_mean
 from trainrun.registry import resolve_callback_class
 
@@ -24,23 +23,13 @@ def _shape(s: Any) -> list:
     return [None if d is None else int(d) for d in s]
 
 
-def _data_x_spec(data: Data) -> Any:
-    """Per-sample input shapes of the training data: a tuple, or a dict of them."""
-    train = data.train
-    if isinstance(train, ArraySplit):
-        return train.input_shapes()
-    spec = train.element_spec
-    x = spec[0] if isinstance(spec, tuple) else spec
-    return tf.nest.map_structure(lambda t: tuple(t.shape[1:]), x)
-
-
 def _compatible(expected: list, got: tuple) -> bool:
     if len(expected) != len(got):
         return False
     return all(e is None or g is None or e == g for e, g in zip(expected, got, strict=True))
 
 
-def check_inputs(loaded: LoadedConfig, model: Any, data: Data) -> None:
+def check_inputs(loaded: LoadedConfig, model: Any, feed: Feed) -> None:
     """Data shapes must fit the model's inputs: caught here with both shapes named."""
     inputs = getattr(model, "inputs", None)
     try:
@@ -49,7 +38,7 @@ def check_inputs(loaded: LoadedConfig, model: Any, data: Data) -> None:
         inputs = []
     if not inputs:
         return  # a subclassed or not-yet-built model: Keras builds it from the data
-    x = _data_x_spec(data)
+    x = feed.input_shapes()
     src = loaded.config.data
     how = (
         " after flatten"
@@ -114,14 +103,14 @@ def _is_sparse_crossentropy(loss: Any) -> bool:
     return str(name).lower().replace("_", "") == "sparsecategoricalcrossentropy"
 
 
-def check_labels(loaded: LoadedConfig, model: Any, data: Data) -> None:
+def check_labels(loaded: LoadedConfig, model: Any, feed: Feed) -> None:
     """Class labels of a sparse crossentropy must index the output's units.
 
     TensorFlow would otherwise fail inside the first training step with a graph
     error; here the labels and the units are named before training starts.
     """
-    train = data.train
-    if not isinstance(train, ArraySplit) or train.y is None or not getattr(model, "outputs", None):
+    labels = feed.train_labels()  # None for a tf.data dataset: not read before training
+    if labels is None or not getattr(model, "outputs", None):
         return
     outputs = list(model.outputs)
     names = list(getattr(model, "output_names", None) or [t.name for t in outputs])
@@ -132,7 +121,7 @@ def check_labels(loaded: LoadedConfig, model: Any, data: Data) -> None:
         losses = dict(zip(names, loss, strict=False))
     else:
         losses = dict.fromkeys(names, loss)
-    ys = train.y if isinstance(train.y, dict) else ({names[0]: train.y} if len(names) == 1 else {})
+    ys = labels if isinstance(labels, dict) else ({names[0]: labels} if len(names) == 1 else {})
     for name, output in zip(names, outputs, strict=True):
         y = ys.get(name)
         if y is None or not _is_sparse_crossentropy(losses.get(name)):
@@ -158,27 +147,9 @@ def check_labels(loaded: LoadedConfig, model: Any, data: Data) -> None:
             )
 
 
-def _first_batch(data: Data, batch_size: int) -> Any:
-    train = data.train
-    if isinstance(train, ArraySplit):
-        part = train.take(min(batch_size, len(train)))
-        x = part.x
-        if data.scale is not None:
-            x = tf.nest.map_structure(lambda a: a.astype("float32") / data.scale, x)
-        # Text (text_folder) is held as NumPy bytes objects, which Keras' dtypes lack.
-        x = tf.nest.map_structure(lambda a: tf.constant(a) if a.dtype.kind in "OSU" else a, x)
-        batch: tuple = (x,)
-        if part.y is not None:
-            batch += (part.y,)
-            if part.sample_weight is not None:
-                batch += (part.sample_weight,)
-        return batch
-    return next(iter(train.take(1)))
-
-
-def build_and_list_logs(loaded: LoadedConfig, model: Any, data: Data) -> list[str]:
+def build_and_list_logs(loaded: LoadedConfig, model: Any, feed: Feed) -> list[str]:
     """Build model, loss and metrics from one batch; return every key fit will log."""
-    batch = _first_batch(data, loaded.config.fit.batch_size)
+    batch = feed.first_batch()
     try:
         model._symbolic_build(data_batch=batch)  # what Keras' fit does first under a strategy
     except (ValueError, TypeError) as exc:
@@ -191,7 +162,7 @@ def build_and_list_logs(loaded: LoadedConfig, model: Any, data: Data) -> list[st
     keys = list(model.get_metrics_result().keys())
     if "loss" not in keys:
         keys.insert(0, "loss")
-    if data.validation is not None:
+    if feed.split("validation") is not None:
         keys += [f"val_{k}" for k in list(keys)]
     return [*keys, "learning_rate"]
 

@@ -12,18 +12,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import tensorflow as tf
-
 from trainrun.config import LoadedConfig, load_config
-from trainrun.data import Data, build_data, encode_labels
-from trainrun.data import pipeline as pl
-from trainrun.data.arrays import ArraySplit
+from trainrun.data.feed import EVAL_SPLITS as SPLITS
+from trainrun.data.feed import Feed
 from trainrun.engine.saved import Checkpoint, choose_checkpoint, load_model
 from trainrun.errors import ConfigError, DataError, TrainrunError
 from trainrun.runs.files import write_json
 from trainrun.runs.rundir import RunDir, now
 
-SPLITS = ("test", "validation")
 KEEP_PREVIOUS = 20
 
 
@@ -43,62 +39,22 @@ class Evaluation:
     unwritten: str = ""  # why eval.json could not be written (not part of it)
 
 
-def _where(loaded: LoadedConfig, data: Data, split: str) -> str:
-    cfg = loaded.config.data
-    if split == "validation" and cfg.validation_split:
-        return f"validation (the last {cfg.validation_split:g} of train)"
-    if cfg.source == "mnist" and split == "test":
-        return "test (MNIST's 10000 test images)"
-    return split
-
-
-def pick_split(loaded: LoadedConfig, data: Data, split: str | None) -> tuple[str, Any]:
+def pick_split(loaded: LoadedConfig, feed: Feed, split: str | None) -> str:
     """The requested split (default: test if the config has one, else validation)."""
-    available = {name: getattr(data, name) for name in SPLITS if getattr(data, name) is not None}
+    available = [name for name in SPLITS if feed.split(name) is not None]
     if not available:
         raise DataError(
             f"{loaded.file} has neither test nor validation data to evaluate on; "
             "add data.test (numpy/tfdata) or data.validation_split"
         )
     if split is None:
-        split = next(iter(available))
+        split = available[0]
     if split not in SPLITS:
         raise TrainrunError(f"--split {split}: expected one of {', '.join(SPLITS)}")
     if split not in available:
-        have = ", ".join(_where(loaded, data, s) for s in available)
-        raise DataError(
-            f"this run has no {split} data; it has: {have} (--split {next(iter(available))})"
-        )
-    return split, available[split]
-
-
-def _count_samples(ds: tf.data.Dataset) -> int:
-    def add(n: tf.Tensor, *batch: Any) -> tf.Tensor:
-        first = tf.nest.flatten(batch)[0]
-        return n + tf.cast(tf.shape(first)[0], tf.int64)
-
-    return int(ds.reduce(tf.constant(0, tf.int64), add).numpy())
-
-
-def feed(
-    loaded: LoadedConfig, data: Data, split: str, value: Any
-) -> tuple[Any, int | None, int | None]:
-    """(dataset, steps or None, samples) with training's preprocessing."""
-    cfg = loaded.config
-    if isinstance(value, ArraySplit):
-        if len(value) == 0:
-            raise DataError(f"the {split} data of this run is empty")
-        ds = pl.batches(value, batch_size=cfg.fit.eval_batch_size(), scale=data.scale)
-        return ds, None, len(value)
-    steps = cfg.fit.validation_steps if split == "validation" else None
-    if int(value.cardinality().numpy()) == tf.data.INFINITE_CARDINALITY:
-        if steps is None:
-            raise DataError(
-                f"the {split} dataset repeats for ever; evaluate needs a finite dataset"
-                + (" (or fit.validation_steps)" if split == "validation" else "")
-            )
-        return value, steps, None
-    return value, steps, (_count_samples(value) if steps is None else None)
+        have = ", ".join(feed.describe(s) for s in available)
+        raise DataError(f"this run has no {split} data; it has: {have} (--split {available[0]})")
+    return split
 
 
 def evaluate(run: RunDir, *, checkpoint: str = "last", split: str | None = None) -> Evaluation:
@@ -106,31 +62,30 @@ def evaluate(run: RunDir, *, checkpoint: str = "last", split: str | None = None)
     loaded = load_config(run.config_file)
     chosen: Checkpoint = choose_checkpoint(run, loaded, checkpoint)
     try:
-        data = build_data(loaded)
+        feed = Feed.build(loaded)
     except ConfigError as exc:  # the data changed since training, say: point into config.yaml
         raise loaded.locate(exc) from None
-    split, value = pick_split(loaded, data, split)
+    split = pick_split(loaded, feed, split)
     model = load_model(run, loaded, chosen)
-    if loaded.config.data.one_hot:  # the labels as training fed them
-        try:
-            value = getattr(encode_labels(loaded, data, model), split)
-        except ConfigError as exc:
-            raise loaded.locate(exc) from None
-    ds, steps, samples = feed(loaded, data, split, value)
+    try:
+        feed.encode_labels(model)  # the labels as training fed them (data.one_hot)
+    except ConfigError as exc:
+        raise loaded.locate(exc) from None
+    batches = feed.eval_batches(split)
     if not model.compiled:
         raise TrainrunError(
             f"{chosen.shown(run)} holds an uncompiled model; it has no loss or metrics to evaluate"
         )
     started = time.perf_counter()
-    logs = model.evaluate(ds, steps=steps, verbose=0, return_dict=True)
+    logs = model.evaluate(batches.dataset, steps=batches.steps, verbose=0, return_dict=True)
     seconds = time.perf_counter() - started
     result = Evaluation(
         run=run.id,
         checkpoint=chosen.shown(run),
         checkpoint_choice=chosen.choice,
         split=split,
-        samples=samples,
-        batch_size=loaded.config.fit.eval_batch_size() if isinstance(value, ArraySplit) else None,
+        samples=batches.samples,
+        batch_size=batches.batch_size,
         metrics={k: float(v) for k, v in logs.items()},
         seconds=round(seconds, 3),
         evaluated=now(),

@@ -22,13 +22,8 @@ from typing import Any
 import numpy as np
 
 from trainrun.config import LoadedConfig, load_config
-from trainrun.data.arrays import (
-    NUMERIC_KINDS,
-    ArrayFileError,
-    check_array_file,
-    check_scale,
-    scale_array,
-)
+from trainrun.data.arrays import NUMERIC_KINDS, ArrayFileError, check_array_file, fmt_scale
+from trainrun.data.feed import Batching, preprocess, raw_x_dtypes
 from trainrun.engine.saved import (
     Checkpoint,
     choose_checkpoint,
@@ -164,40 +159,6 @@ def match_inputs(
     return {n: raw[n] for n in names}
 
 
-def preprocess(
-    arrays: dict[str, np.ndarray], loaded: LoadedConfig
-) -> tuple[dict[str, np.ndarray], str]:
-    """Training's x preprocessing, in the order the data pipeline applies it."""
-    cfg = loaded.config.data
-    steps = []
-    out = {}
-    for name, a in arrays.items():
-        if cfg.flatten:
-            a = a.reshape((len(a), -1))
-        elif cfg.reshape:
-            try:
-                a = a.reshape((len(a), *cfg.reshape))
-            except ValueError:
-                raise DataError(
-                    f"input '{name}' of shape {a.shape} cannot be reshaped to "
-                    f"(N, {', '.join(map(str, cfg.reshape))}) as the run's data.reshape says"
-                ) from None
-        if cfg.scale is not None:
-            try:
-                check_scale(cfg.scale, a.shape[1:])
-            except ValueError as exc:
-                raise DataError(f"input '{name}': {exc}") from None
-            a = scale_array(a, cfg.scale)
-        out[name] = a
-    if cfg.flatten:
-        steps.append("flatten")
-    elif cfg.reshape:
-        steps.append(f"reshape to {cfg.reshape}")
-    if cfg.scale is not None:
-        steps.append(f"divide by {_fmt_scale(cfg.scale)}")
-    return out, ", ".join(steps)
-
-
 def _describe(dtype: Any) -> str:
     if dtype is None:
         return ""
@@ -205,23 +166,6 @@ def _describe(dtype: Any) -> str:
         info = np.iinfo(dtype)
         return f"{dtype} values ({info.min}-{info.max})"
     return f"{dtype} values"
-
-
-def training_dtypes(loaded: LoadedConfig) -> Any:
-    """The dtype of x as training read it, before scaling: a dict for several
-    inputs, None where it cannot be told without running a tfdata factory."""
-    source = loaded.config.data.source
-    if source == "mnist":
-        return np.dtype(np.uint8)
-    if source == "numpy":
-        from trainrun.data.numpy import raw_x_dtypes
-
-        return raw_x_dtypes(loaded)
-    return None
-
-
-def _fmt_scale(scale: float | list[float]) -> str:
-    return f"[{', '.join(f'{s:g}' for s in scale)}]" if isinstance(scale, list) else f"{scale:g}"
 
 
 def check_not_scaled(
@@ -235,7 +179,7 @@ def check_not_scaled(
     """
     if loaded.config.data.scale is None or np.min(loaded.config.data.scale) <= 1:
         return
-    scale = _fmt_scale(loaded.config.data.scale)
+    scale = fmt_scale(loaded.config.data.scale)
     for name, a in arrays.items():
         want = trained.get(name) if isinstance(trained, dict) else trained
         if a.dtype.kind != "f" or (want is not None and np.dtype(want).kind == "f"):
@@ -388,14 +332,14 @@ def predict(
     given = {n: tuple(a.shape) for n, a in arrays.items()}
     note = ""
     if use_preprocessing:
-        check_not_scaled(arrays, loaded, source, training_dtypes(loaded))
-        arrays, note = preprocess(arrays, loaded)
+        check_not_scaled(arrays, loaded, source, raw_x_dtypes(loaded))
+        arrays, note = preprocess(loaded, arrays)
     samples = check_shapes(arrays, inputs, note, given)
     names = output_names(model)
     check_targets(output_files(target, names or ["output"]), source, out)
     feed: Any = {n: _as_tensor(a) for n, a in arrays.items()}
     feed = feed if len(feed) > 1 else next(iter(feed.values()))
-    preds = model.predict(feed, batch_size=loaded.config.fit.batch_size, verbose=0)
+    preds = model.predict(feed, batch_size=Batching.of(loaded).train, verbose=0)
     outputs = _as_outputs(preds, names)
     files = output_files(target, list(outputs))
     check_targets(files, source, out)  # the same files, unless the model named its outputs anew

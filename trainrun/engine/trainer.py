@@ -27,9 +27,7 @@ from trainrun.builders.callback_list import build_callbacks
 from trainrun.builders.compile import compile_args
 from trainrun.builders.model import build_model
 from trainrun.config import LoadedConfig
-from trainrun.data import Data, build_data, encode_labels
-from trainrun.data import pipeline as pl
-from trainrun.data.arrays import ArraySplit
+from trainrun.data.feed import Feed
 from trainrun.engine import checks, runtime
 from trainrun.engine import state as st
 from trainrun.engine.events import Events
@@ -59,7 +57,7 @@ class Trainer:
     resuming: bool = False
 
     rt: runtime.Runtime | None = None
-    data: Data | None = None
+    feed: Feed | None = None
     model: Any = None
     callbacks: list[Any] = field(default_factory=list)
     history: list[dict[str, Any]] = field(default_factory=list)
@@ -98,32 +96,23 @@ class Trainer:
             raise self.loaded.locate(exc) from exc.__cause__
 
     def _prepare(self) -> None:
-        cfg = self.loaded.config
         self.timing["tensorflow_ready_s"] = round(time.time() - trainrun.STARTED_AT, 3)
         self.rt = self.rt or runtime.setup(self.loaded, device=self.device)
-        self.data = build_data(self.loaded)
-        train = self.data.train
-        if isinstance(train, ArraySplit):
-            if len(train) == 0:
-                raise self.loaded.error("the training data is empty", ("data",))
-            self.steps_per_epoch = cfg.fit.steps_per_epoch or pl.steps_per_pass(
-                train, cfg.fit.batch_size
-            )
-        else:
-            self.steps_per_epoch = cfg.fit.steps_per_epoch or _cardinality(train)
+        self.feed = Feed.build(self.loaded)
+        self.steps_per_epoch = self.feed.steps_per_epoch()
         self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch, self.rt)
         with self.rt.strategy.scope(), checks.weights_fit_in_memory(self.loaded):
             self.model = build_model(self.loaded)
             self.adaptable = adapt.find_adaptable(self.loaded, self.model)
             self._adapt()
-            self.data = encode_labels(self.loaded, self.data, self.model)
+            self.feed.encode_labels(self.model)
             args = compile_args(self.loaded, self.model)
             self.model.compile(
                 **args, jit_compile=self.rt.jit_compile, steps_per_execution=self.spe
             )
-            checks.check_inputs(self.loaded, self.model, self.data)
-            checks.check_labels(self.loaded, self.model, self.data)
-            self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.data)
+            checks.check_inputs(self.loaded, self.model, self.feed)
+            checks.check_labels(self.loaded, self.model, self.feed)
+            self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.feed)
             self.model.optimizer.build(self.model.trainable_variables)
         keras_compat.prepare_model(self.model, self.rt.strategy)
         self.callbacks = build_callbacks(self.loaded, self.run.path, resuming=self.resuming)
@@ -143,7 +132,7 @@ class Trainer:
             adapt.restore_adapted(self.adaptable, saved)
             self.adapted = saved
         else:
-            self.adapt_lines = adapt.adapt_layers(self.adaptable, self.data)
+            self.adapt_lines = adapt.adapt_layers(self.adaptable, self.feed)
             self.adapted = adapt.adapted_state(self.adaptable)
 
     # ------------------------------------------------------------ restore
@@ -233,34 +222,10 @@ class Trainer:
         self, epoch: int, step: int, *, partial: bool, epoch_var: Any
     ) -> tuple[Any, int | None]:
         """(dataset, steps_per_epoch for fit) starting at (epoch, step)."""
-        cfg = self.loaded.config
-        train = self.data.train
-        if not isinstance(train, ArraySplit):
-            return (train.skip(step) if partial else train), cfg.fit.steps_per_epoch
-        kw = {
-            "batch_size": cfg.fit.batch_size,
-            "shuffle": cfg.fit.shuffle,
-            "seed": cfg.seed or 0,
-            "scale": self.data.scale,
-        }
-        if cfg.fit.steps_per_epoch:
-            # Keras semantics: one iterator runs on across epochs.
-            spe_user = cfg.fit.steps_per_epoch
-            ds = pl.batches(train, start_batch=epoch * spe_user + step, repeat=True, **kw)
-            return ds, (spe_user - step) if partial else spe_user
-        if partial:
-            return pl.batches(train, start_batch=epoch * self.steps_per_epoch + step, **kw), None
-        return pl.epoch_batches(train, epoch_var=epoch_var, **kw), None
+        return self.feed.train_batches(epoch, step, partial=partial, epoch_var=epoch_var)
 
     def _validation_data(self) -> Any:
-        val = self.data.validation
-        if val is None:
-            return None
-        if isinstance(val, ArraySplit):
-            return pl.batches(
-                val, batch_size=self.loaded.config.fit.eval_batch_size(), scale=self.data.scale
-            )
-        return val
+        return self.feed.validation_batches()
 
     # ------------------------------------------------------------ train
     def train(self, interrupted: InterruptFlag) -> Outcome:
@@ -444,11 +409,6 @@ def _saved_adapted(state_dir: Path) -> dict[str, Any] | None:
             if isinstance(adapted, dict):
                 return adapted
     return None
-
-
-def _cardinality(ds: Any) -> int | None:
-    n = int(ds.cardinality().numpy())
-    return n if n > 0 else None
 
 
 def _seconds(value: Any) -> float:
