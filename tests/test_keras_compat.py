@@ -72,7 +72,7 @@ def test_timed_hook_reports_an_error(keras, compat):
     errors = []
     compat.time_callback_hooks(broken, {}, errors.append)
     x, y = _data()
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk"):
         _tiny_model(keras).fit(x, y, batch_size=8, epochs=1, callbacks=[broken], verbose=0)
     assert [str(e) for e in errors] == ["disk"]
 
@@ -91,7 +91,7 @@ def test_tensorboard_writers_and_quiet_batches(keras, compat, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "name, args",
+    ("name", "args"),
     [
         ("EarlyStopping", {"monitor": "loss"}),
         ("ReduceLROnPlateau", {"monitor": "loss"}),
