@@ -44,7 +44,7 @@ def _check_callbacks(loaded: LoadedConfig) -> None:
                 known,
                 path=format_path(path),
                 hint="see `trainrun callbacks`, or give an import path module:Class",
-            ).locate(file=loaded.file, line=loaded.line_of(path))
+            ).locate(**loaded.where(path))
         _check_params(loaded, "callback", name, args, (*path, name))
         if name == "LearningRateScheduler" and isinstance(args.get("schedule"), dict):
             sched = args["schedule"]
@@ -74,7 +74,7 @@ def _check_layer(loaded: LoadedConfig, spec: Any, path: tuple) -> None:
         known = catalog.names("layer") + catalog.names("application")
         raise UnknownNameError(
             "layer", name, known, path=format_path(path), hint=_APPLICATION_HINT
-        ).locate(file=loaded.file, line=loaded.line_of(path))
+        ).locate(**loaded.where(path))
     where = (*path, name)
     if kind == "application":
         args.pop("trainable", None)  # set on the model it returns
@@ -158,7 +158,7 @@ def _check_object(loaded: LoadedConfig, kind: str, value: Any, path: tuple) -> N
         else:
             hint = f"known: {', '.join(n for n in known if n[:1].isupper())} (or their snake_case names)"
         raise UnknownNameError(kind, name, known, path=format_path(path), hint=hint).locate(
-            file=loaded.file, line=loaded.line_of(path)
+            **loaded.where(path)
         )
     if kind == "activation":
         if args:
@@ -183,7 +183,7 @@ def _check_optimizer_name(loaded: LoadedConfig) -> None:
     if name.lower() in known:
         return
     raise UnknownNameError("optimizer", name, names, path="compile.optimizer").locate(
-        file=loaded.file, line=loaded.line_of(("compile", "optimizer"))
+        **loaded.where(("compile", "optimizer"))
     )
 
 
@@ -218,7 +218,7 @@ def _check_losses_and_metrics(loaded: LoadedConfig) -> None:
         if not known or is_import_path(name) or name in known:
             continue
         raise UnknownNameError(kind, name, known, path=format_path(path)).locate(
-            file=loaded.file, line=loaded.line_of(path)
+            **loaded.where(path)
         )
 
 

@@ -63,7 +63,7 @@ def _lr_schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:
         )
         return SCHEDULES[kind](**(args or {}))
     except ConfigError as exc:
-        raise exc.locate(file=loaded.file, line=loaded.line_of((*path, kind))) from None
+        raise exc.locate(**loaded.where((*path, kind))) from None
     except (TypeError, ValueError) as exc:
         raise loaded.error(f"invalid schedule '{kind}': {exc}", (*path, kind)) from None
 
@@ -145,7 +145,7 @@ def build_callbacks(
             check_params(cls, args, what=f"callback '{name}'", path=format_path((*path, name)))
         except ConfigError as exc:
             key = exc.path.rsplit(".", 1)[-1] if exc.path else None
-            raise exc.locate(file=loaded.file, line=loaded.line_of((*path, name, key))) from None
+            raise exc.locate(**loaded.where((*path, name, key))) from None
         dirs += _place(args, run_dir)
         try:
             out.append(cls(**args))

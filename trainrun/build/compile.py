@@ -16,7 +16,7 @@ def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError
     """`exc` with its file line, or naming the --set option that set its key."""
     if exc.path and not exc.file:
         return loaded.locate(exc)
-    return exc.locate(file=loaded.file, line=loaded.line_of(path))
+    return exc.locate(**loaded.where(path))
 
 
 def _schedule(value: Any, loaded: LoadedConfig, path: tuple) -> Any:

@@ -40,7 +40,7 @@ def _located(loaded: LoadedConfig, exc: ConfigError, path: tuple) -> ConfigError
     """An error raised with a key path only, given the file and line of `path`'s item."""
     if exc.file:
         return exc
-    return exc.locate(file=loaded.file, line=loaded.line_of(path))
+    return exc.locate(**loaded.where(path))
 
 
 _KERAS_MODULES = {
@@ -80,9 +80,7 @@ def _resolve_object(kind: str, value: Any, *, loaded: LoadedConfig, path: tuple)
         registry = getattr(importlib.import_module(f"keras.src.{kind}s"), "ALL_OBJECTS_DICT", {})
         target = getattr(module, name, None) or registry.get(name)
     if target is None:
-        raise UnknownNameError(kind, name, known, path=where).locate(
-            file=loaded.file, line=loaded.line_of(path)
-        )
+        raise UnknownNameError(kind, name, known, path=where).locate(**loaded.where(path))
     if kind == "activation":
         if args:
             raise loaded.error(
@@ -172,14 +170,12 @@ def build_layer(spec: Any, *, loaded: LoadedConfig, path: tuple, name: str | Non
     cls = getattr(keras.layers, layer_name, None)
     if not isinstance(cls, type) or not issubclass(cls, keras.layers.Layer):
         raise UnknownNameError("layer", layer_name, catalog.names("layer"), path=where).locate(
-            file=loaded.file, line=loaded.line_of(path)
+            **loaded.where(path)
         )
     try:
         check_params(cls, args, what=f"layer '{layer_name}'", path=f"{where}.{layer_name}")
     except ConfigError as exc:
-        raise exc.locate(
-            file=loaded.file, line=loaded.line_of((*path, layer_name, *exc.path.split(".")[-1:]))
-        ) from None
+        raise exc.locate(**loaded.where((*path, layer_name, *exc.path.split(".")[-1:]))) from None
     args = _resolve_args(args, loaded=loaded, path=(*path, layer_name))
     try:
         return cls(**args)
@@ -220,7 +216,7 @@ def _functional(loaded: LoadedConfig) -> keras.Model:
             check_params(keras.Input, spec, what="an input", path=format_path(where))
             tensors[in_name] = keras.Input(name=in_name, **spec)
         except ConfigError as exc:
-            raise exc.locate(file=loaded.file, line=loaded.line_of(where)) from None
+            raise exc.locate(**loaded.where(where)) from None
         except (TypeError, ValueError) as exc:
             raise loaded.error(f"invalid input: {exc}", where) from None
     inputs = dict(tensors)
