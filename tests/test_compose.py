@@ -293,6 +293,18 @@ def test_cli_error_in_a_set_value_names_the_option(tmp_path, common):
     assert_clean_error(r, "in --set callbacks.1=TerminateOnNan", "did you mean 'TerminateOnNaN'")
 
 
+def test_the_json_schema_knows_base():
+    import jsonschema
+
+    from trainrun.config.schema import json_schema
+
+    validator = jsonschema.Draft202012Validator(json_schema())
+    assert validator.is_valid({"base": "common.yaml", "fit": {"epochs": 2}})  # model from the base
+    assert validator.is_valid({"base": ["a.yaml", "b.yaml"], "callbacks": ["~TerminateOnNaN"]})
+    assert not validator.is_valid({"base": 3})
+    assert not validator.is_valid({"fit": {"epochs": 2}})  # no base: model is required
+
+
 # ---------------------------------------------------------------- --explain
 
 
