@@ -90,6 +90,16 @@ def test_a_diamond_of_bases_is_not_a_cycle(tmp_path, common):
     assert (c.seed, c.fit.epochs) == (1, 7)
 
 
+def test_each_base_file_is_read_once_however_often_it_is_named(tmp_path, common):
+    # 30 levels that each name the next twice: 2**30 reads if each name were read anew
+    for level in range(30):
+        write(tmp_path, f"l{level}.yaml", f"base: [l{level + 1}.yaml, l{level + 1}.yaml]\n")
+    write(tmp_path, "l30.yaml", "base: common.yaml\nseed: 30\n")
+    t0 = time.perf_counter()
+    assert load_config(tmp_path / "l0.yaml").config.seed == 30
+    assert time.perf_counter() - t0 < 5
+
+
 def test_lists_other_than_callbacks_are_replaced(tmp_path, common):
     main = write(
         tmp_path,

@@ -55,12 +55,22 @@ Origins = dict[KeyPath, Origin]
 
 def compose(file: str | Path) -> tuple[dict[str, Any], Origins]:
     """A config file with its bases merged in, and the origin of every key path."""
-    return _compose(str(file), chain=(), is_base=False)
+    return _compose(str(file), chain=(), done={}, is_base=False)
 
 
 def _compose(
-    shown: str, chain: tuple[Path, ...], *, is_base: bool
+    shown: str,
+    chain: tuple[Path, ...],
+    done: dict[Path, tuple[dict[str, Any], Origins]],
+    *,
+    is_base: bool,
 ) -> tuple[dict[str, Any], Origins]:
+    """`shown` composed; `chain` the files that named it, `done` the bases composed so far.
+
+    A base named again (base: [a.yaml, b.yaml], both based on common.yaml) is not
+    read again: files that each name the next twice would otherwise be read 2**depth
+    times. Merging never changes its inputs, so the result can be shared.
+    """
     from trainrun.config.loader import format_path, read_yaml
 
     data, lines = read_yaml(shown, allow_empty=is_base)
@@ -92,7 +102,9 @@ def _compose(
                 line=line,
             )
         try:
-            base_data, base_origins = _compose(str(base), here, is_base=True)
+            if base.resolve() not in done:
+                done[base.resolve()] = _compose(str(base), here, done, is_base=True)
+            base_data, base_origins = done[base.resolve()]
         except ConfigError as exc:
             if exc.file is None:  # the file could not be read at all: say which base: named it
                 raise exc.locate(path=format_path(path), file=shown, line=line) from None
@@ -138,9 +150,13 @@ def _base_entries(data: dict[str, Any], origins: Origins, shown: str) -> list[tu
 # ---------------------------------------------------------------- merging
 
 
-def _sub(origins: Origins, key: Key) -> Origins:
-    """The origins under `key`, with paths relative to it."""
-    return {path[1:]: origin for path, origin in origins.items() if path[:1] == (key,)}
+def _split(origins: Origins) -> dict[Key, Origins]:
+    """The origins under each key, with paths relative to it (one pass: configs may be big)."""
+    out: dict[Key, Origins] = {}
+    for path, origin in origins.items():
+        if path:
+            out.setdefault(path[0], {})[path[1:]] = origin
+    return out
 
 
 def _under(key: Key, origins: Origins) -> Origins:
@@ -156,13 +172,14 @@ def _merge(
         origins = {p: o for p, o in base_origins.items() if p and p[0] not in over}
         if () in over_origins or () in base_origins:
             origins[()] = over_origins.get((), base_origins.get(()))
+        below, over_below = _split(base_origins), _split(over_origins)
         for key, item in over.items():
             if key in base:
                 value[key], sub = _merge(
-                    base[key], _sub(base_origins, key), item, _sub(over_origins, key), (*path, key)
+                    base[key], below.get(key, {}), item, over_below.get(key, {}), (*path, key)
                 )
             else:
-                value[key], sub = item, _sub(over_origins, key)
+                value[key], sub = item, over_below.get(key, {})
             origins.update(_under(key, sub))
         return value, origins
     if path == (_CALLBACKS,) and isinstance(base, list) and isinstance(over, list) and over:
@@ -229,15 +246,16 @@ def _merge_callbacks(
         changes[matches[0]] = j
     value: list[Any] = []
     origins: Origins = {}
+    below, over_below = _split(base_origins), _split(over_origins)
     for i in kept:
-        item, sub = base[i], _sub(base_origins, i)
+        item, sub = base[i], below.get(i, {})
         if i in changes:
             j = changes[i]
-            item, sub = _merge_component(item, sub, over[j], _sub(over_origins, j))
+            item, sub = _merge_component(item, sub, over[j], over_below.get(j, {}))
         origins.update(_under(len(value), sub))
         value.append(item)
     for j in new:
-        origins.update(_under(len(value), _sub(over_origins, j)))
+        origins.update(_under(len(value), over_below.get(j, {})))
         value.append(over[j])
     if () in over_origins:
         origins[()] = over_origins[()]
@@ -256,7 +274,11 @@ def _merge_component(
     if base_args is None:
         base_args, base_origins = {}, {p: o for p, o in base_origins.items() if len(p) < 2}
     args, args_origins = _merge(
-        base_args, _sub(base_origins, name), over_args, _sub(over_origins, name), ()
+        base_args,
+        _split(base_origins).get(name, {}),
+        over_args,
+        _split(over_origins).get(name, {}),
+        (),
     )
     origins = {(): over_origins.get((), base_origins.get(()))}
     origins.update(_under(name, args_origins))
