@@ -236,6 +236,15 @@ def test_a_cycle_of_bases_is_refused_with_the_chain(tmp_path, common):
     assert "cycle" in str(error_of(self_base))
 
 
+def test_a_base_that_is_a_symlink_loop_is_refused_at_its_base_line(tmp_path):
+    (tmp_path / "a.yaml").symlink_to("b.yaml")
+    (tmp_path / "b.yaml").symlink_to("a.yaml")
+    main = write(tmp_path, "main.yaml", "seed: 1\nbase: a.yaml\n")
+    err = error_of(main)
+    assert (Path(err.file).name, err.line) == ("main.yaml", 2)
+    assert "symbolic links" in str(err)
+
+
 def test_a_base_that_is_not_a_mapping_is_refused_in_that_file(tmp_path):
     write(tmp_path, "list.yaml", "- a\n- b\n")
     main = write(tmp_path, "main.yaml", "base: list.yaml\n")
@@ -251,6 +260,7 @@ def test_a_base_that_is_not_a_mapping_is_refused_in_that_file(tmp_path):
         ("{a: b}", "a file name or a list"),
         ("[a.yaml, 3]", "base[1]"),
         ("''", "a file name"),
+        ('"a\\0b"', "a file name"),  # a NUL in the name
     ],
 )
 def test_a_bad_base_value_is_refused(tmp_path, base, needle):

@@ -75,7 +75,7 @@ def _compose(
 
     data, lines = read_yaml(shown, allow_empty=is_base)
     origins = {path: Origin(shown, line) for path, line in lines.items()}
-    here = (*chain, Path(shown).resolve())
+    here = (*chain, _real(Path(shown)))
     merged: dict[str, Any] = {}
     merged_origins: Origins = {}
     for path, name in _base_entries(data, origins, shown):
@@ -84,8 +84,9 @@ def _compose(
         base = Path(os.path.expanduser(name))
         if not base.is_absolute():
             base = _tidy(Path(shown).parent / base)
-        if base.resolve() in here:
-            cycle = [*here[here.index(base.resolve()) :], base.resolve()]
+        real = _real(base)
+        if real in here:
+            cycle = [*here[here.index(real) :], real]
             raise ConfigError(
                 f"base cycle: {' -> '.join(p.name for p in cycle)}; a config cannot be its own "
                 "base, directly or through other files: remove one of these base: entries",
@@ -93,7 +94,7 @@ def _compose(
                 file=shown,
                 line=line,
             )
-        if not base.exists():
+        if not os.path.lexists(base):  # a broken link or a loop: read_text says which
             raise ConfigError(
                 f"base file not found: {base} (a base: path is relative to the folder of the "
                 "file that names it): fix the path or create the file",
@@ -102,9 +103,9 @@ def _compose(
                 line=line,
             )
         try:
-            if base.resolve() not in done:
-                done[base.resolve()] = _compose(str(base), here, done, is_base=True)
-            base_data, base_origins = done[base.resolve()]
+            if real not in done:
+                done[real] = _compose(str(base), here, done, is_base=True)
+            base_data, base_origins = done[real]
         except ConfigError as exc:
             if exc.file is None:  # the file could not be read at all: say which base: named it
                 raise exc.locate(path=format_path(path), file=shown, line=line) from None
@@ -116,10 +117,16 @@ def _compose(
     return merged, merged_origins
 
 
+def _real(path: Path) -> Path:
+    """The file `path` names, links followed; a link loop is left for read_text to report
+    (Path.resolve raises RuntimeError on one)."""
+    return Path(os.path.realpath(path))
+
+
 def _tidy(path: Path) -> Path:
     """exp/../shared/common.yaml -> shared/common.yaml, unless a symlink makes them differ."""
     tidy = Path(os.path.normpath(path))
-    return tidy if tidy.resolve() == path.resolve() else path
+    return tidy if _real(tidy) == _real(path) else path
 
 
 def _base_entries(data: dict[str, Any], origins: Origins, shown: str) -> list[tuple[KeyPath, str]]:
@@ -135,7 +142,7 @@ def _base_entries(data: dict[str, Any], origins: Origins, shown: str) -> list[tu
         else [((BASE_KEY,), value)]
     )
     for path, name in entries:
-        if not isinstance(name, str) or not name.strip():
+        if not isinstance(name, str) or not name.strip() or "\0" in name:
             where = origins.get(path) or origins.get((BASE_KEY,))
             raise ConfigError(
                 "base must be a file name or a list of file names, e.g. base: common.yaml "
