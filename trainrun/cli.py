@@ -194,6 +194,14 @@ def resume(
 def validate(
     config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config.")],
     set_: Sets = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain",
+            help="Print each value with the file and line (or --set) it came from; "
+            "checks the config without building the model (no TensorFlow).",
+        ),
+    ] = False,
 ) -> None:
     """Check a config and build its model without training; print the summary and resolved config."""
     from trainrun.config import load_config
@@ -203,6 +211,15 @@ def validate(
     try:
         loaded = load_config(config, set_ or [])
         precheck(loaded)
+        if explain:
+            from trainrun.config.explain import render
+
+            console.print(render(loaded), markup=False, highlight=False, soft_wrap=True, end="")
+            console.print(
+                f"[green]{escape(str(config))} is valid[/] as far as the config goes "
+                "(the model was not built: run validate without --explain for that)"
+            )
+            return
         _quiet_tensorflow()
         from trainrun.engine.validate import validate as run_validate
 

@@ -21,6 +21,7 @@ import yaml
 from pydantic import ValidationError
 
 from trainrun import catalog
+from trainrun.config.compose import BASE_KEY, Origin, compose
 from trainrun.config.schema import RunConfig, known_keys, takes_only_lists
 from trainrun.errors import ConfigError, did_you_mean
 
@@ -55,6 +56,8 @@ class LoadedConfig:
     lines: dict[KeyPath, int] = field(default_factory=dict)
     # key path -> the command-line option that set it ("--set fit.epochs=5", "--name x")
     overrides: dict[KeyPath, str] = field(default_factory=dict)
+    # key path -> file and line, where a value came from a base file (see config/compose.py)
+    origins: dict[KeyPath, Origin] = field(default_factory=dict)
 
     @property
     def base_dir(self) -> Path:
@@ -69,15 +72,38 @@ class LoadedConfig:
             path = path[:-1]
         return None
 
-    def error(self, message: str, path: Sequence[Key] = ()) -> ConfigError:
-        """A ConfigError pointing at `path` in this file, or at the option that set it."""
+    def where(self, path: Sequence[Key]) -> dict[str, Any]:
+        """`file=` and `line=` of the deepest key of `path` a file gave, for ConfigError.locate.
+
+        With base files that is the base file that gave it, not always `self.file`; a
+        value set by an option is placed "in --set KEY=VALUE".
+        """
         path = tuple(path)
-        for opath, option in self.overrides.items():
+        option = self.option_of(path)
+        if option is not None:
+            return {"file": option, "line": None}
+        while path:
+            if path in self.origins:
+                origin = self.origins[path]
+                return {"file": origin.file, "line": origin.line}
+            path = path[:-1]
+        return {"file": self.file, "line": None}
+
+    def option_of(self, path: Sequence[Key]) -> str | None:
+        """The command-line option that set `path` or a section above it, if one did."""
+        path = tuple(path)
+        for opath, option in reversed(self.overrides.items()):
             if path[: len(opath)] == opath:
-                return ConfigError(f"{message} (from {option})", path=format_path(path) or None)
-        return ConfigError(
-            message, path=format_path(path) or None, file=self.file, line=self.line_of(path)
-        )
+                return option
+        return None
+
+    def error(self, message: str, path: Sequence[Key] = ()) -> ConfigError:
+        """A ConfigError pointing at `path` in the file that gave it, or at the option that set it."""
+        path = tuple(path)
+        option = self.option_of(path)
+        if option is not None:
+            return ConfigError(f"{message} (from {option})", path=format_path(path) or None)
+        return ConfigError(message, path=format_path(path) or None, **self.where(path))
 
     def locate(self, exc: ConfigError) -> ConfigError:
         """Give an error raised with only a key path its file and line (or its option)."""
@@ -294,8 +320,13 @@ def read_text(file: str | Path) -> str:
         raise ConfigError(f"{shown} is not a text file; give a YAML config file") from None
 
 
-def read_yaml(file: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
-    """Parse a YAML config safely; return the mapping and a key-path -> line map."""
+def read_yaml(
+    file: str | Path, *, allow_empty: bool = False
+) -> tuple[dict[str, Any], dict[KeyPath, int]]:
+    """Parse a YAML config safely; return the mapping and a key-path -> line map.
+
+    `allow_empty` (for base files) reads an empty file as an empty mapping.
+    """
     shown = str(file)
     text = read_text(file)
     loader = _SafeLineLoader(text)
@@ -305,6 +336,8 @@ def read_yaml(file: str | Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
             node = loader.get_single_node()
         except yaml.YAMLError as exc:
             raise _syntax_error(exc, shown) from None
+        if node is None and allow_empty:
+            return {}, {}
         if node is None:
             raise ConfigError(
                 "the config is empty; it needs at least a 'model' section", file=shown
@@ -611,10 +644,15 @@ def load_config(
 ) -> LoadedConfig:
     """Read, override and validate a config file. Raises ConfigError."""
     shown = str(file)
-    data, lines = read_yaml(file)
+    data, origins = compose(file)
+    lines = {path: origin.line for path, origin in origins.items() if origin.line}
     loaded_overrides: dict[KeyPath, str] = {}
     for text in overrides:
         path, value = parse_override(text)
+        if path[:1] == (BASE_KEY,):
+            raise ConfigError(
+                f"--set {text}: base files are named in the config file; add 'base: {value}' there"
+            )
         path = apply_override(data, path, value, text)
         loaded_overrides[path] = f"--set {text}"
     if name is not None:
@@ -622,7 +660,13 @@ def load_config(
         loaded_overrides[("name",)] = f"--name {name}"
     if data.get("base_dir") is None:
         data["base_dir"] = str(Path(file).resolve().parent)
-    loaded = LoadedConfig(config=None, file=shown, lines=lines, overrides=loaded_overrides)  # type: ignore[arg-type]
+    loaded = LoadedConfig(
+        config=None,  # type: ignore[arg-type]
+        file=shown,
+        lines=lines,
+        overrides=loaded_overrides,
+        origins=origins,
+    )
     try:
         loaded.config = RunConfig.model_validate(data)
     except ValidationError as exc:

@@ -758,8 +758,33 @@ def json_schema() -> dict[str, Any]:
     defs = schema.setdefault("$defs", {})
     for kind, (def_name, _) in _COMPONENT_KINDS.items():
         defs[def_name] = _component_def(kind)
+    _allow_base(schema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": "trainrun config",
         **{k: v for k, v in schema.items() if k != "title"},
     }
+
+
+def _allow_base(schema: dict[str, Any]) -> None:
+    """`base:` (config/compose.py) is read before validation, so RunConfig has no field for it.
+
+    A config with a base may leave out what its base gives, `model` included.
+    """
+    name = {"type": "string", "minLength": 1}
+    schema["properties"]["base"] = {
+        "description": "Config file(s) this one starts from, deep-merged under it; "
+        "relative to this file's folder",
+        "anyOf": [name, {"type": "array", "items": name}],
+    }
+    callbacks = schema["properties"]["callbacks"]
+    callbacks["items"] = {
+        "anyOf": [
+            callbacks["items"],
+            {"type": "string", "pattern": "^~.", "description": "~Name drops a base's Name"},
+        ]
+    }
+    required = schema.pop("required", [])
+    if required:
+        schema["if"] = {"required": ["base"]}
+        schema["else"] = {"required": required}
