@@ -2,7 +2,8 @@
 
 In-memory sources (mnist, numpy, csv, image_folder, text_folder) become
 `ArraySplit`s that the pipeline feeds without per-epoch copies and with a
-resumable shuffle order; a tfdata factory's dataset is used as given.
+resumable shuffle order; a tfdata factory's dataset is used as given. The engine
+reads them through `trainrun.data.feed.Feed`, never directly.
 """
 
 from __future__ import annotations
@@ -10,22 +11,18 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from trainrun.config import LoadedConfig
 from trainrun.data.arrays import ArraySplit, Preprocessing, check_scale, one_hot
 
 
 @dataclass
 class Data:
+    """A run's splits, flattened / reshaped and limited. A dataset is scaled too; an
+    in-memory split is not: the pipeline divides each batch (no float32 copy of it all)."""
+
     train: Any  # ArraySplit | tf.data.Dataset
     validation: Any | None
     test: Any | None
-    scale: float | np.ndarray | None  # one divisor, or float32 divisors of the last axis
-
-    @property
-    def in_memory(self) -> bool:
-        return isinstance(self.train, ArraySplit)
 
 
 def preload(loaded: LoadedConfig) -> None:
@@ -93,7 +90,7 @@ def build_data(loaded: LoadedConfig) -> Data:
         else None
     )
     test = prepare(test, limit.test if limit else None, "test") if test is not None else None
-    return Data(train=train, validation=validation, test=test, scale=prep.scale)
+    return Data(train=train, validation=validation, test=test)
 
 
 def _leaves(nest: Any) -> list:

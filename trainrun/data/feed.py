@@ -161,7 +161,7 @@ class Feed:
             "batch_size": b.train,
             "shuffle": b.shuffle,
             "seed": b.seed,
-            "scale": self.data.scale,
+            "scale": self.preprocessing.scale,
         }
         if b.steps_per_epoch:
             # Keras semantics: one iterator runs on across epochs.
@@ -180,7 +180,7 @@ class Feed:
             return val
         from trainrun.data import pipeline as pl
 
-        return pl.batches(val, batch_size=self.batching.evaluate, scale=self.data.scale)
+        return pl.batches(val, batch_size=self.batching.evaluate, scale=self.preprocessing.scale)
 
     def eval_batches(self, name: str) -> EvalBatches:
         """The split `name` (test or validation) as `evaluate` feeds it."""
@@ -191,7 +191,7 @@ class Feed:
             if len(value) == 0:
                 raise DataError(f"the {name} data of this run is empty")
             size = self.batching.evaluate
-            ds = pl.batches(value, batch_size=size, scale=self.data.scale)
+            ds = pl.batches(value, batch_size=size, scale=self.preprocessing.scale)
             return EvalBatches(ds, None, len(value), size)
         import tensorflow as tf
 
