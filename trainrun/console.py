@@ -31,6 +31,7 @@ from rich.text import Text
 
 from trainrun.engine.events import RunEnd, RunStart
 from trainrun.fmt import fmt_value, metric_items
+from trainrun.runs.record import Status
 from trainrun.trainlog import RunLog, Tee
 
 # Output that is not a terminal (a pipe, a file, CI's log) has no width: Rich's
@@ -344,10 +345,10 @@ class Reporter:
 
     def run_finished(self, end: RunEnd) -> None:
         title = {
-            "completed": "[green]run completed[/]",
-            "stopped_early": "[green]run stopped early[/]",
-            "interrupted": "[yellow]run interrupted; state saved[/]",
-            "failed": "[red]run failed[/]",
+            Status.COMPLETED: "[green]run completed[/]",
+            Status.STOPPED_EARLY: "[green]run stopped early[/]",
+            Status.INTERRUPTED: "[yellow]run interrupted; state saved[/]",
+            Status.FAILED: "[red]run failed[/]",
         }[end.status]
         if end.error:
             self.info(f"[red]error:[/] {end.error}")
@@ -406,10 +407,10 @@ def summary_rows(end: RunEnd) -> list[tuple[str, str]]:
     rows.append(("time", f"{end.seconds:.1f}s"))
     rows.append(("run", str(end.path)))
     if end.resumable:
-        if end.status in ("interrupted", "failed"):
+        if end.status in (Status.INTERRUPTED, Status.FAILED):
             rows.append(("resume", f"trainrun resume {end.path}"))
         else:
             rows.append(("train on", f"trainrun resume {end.path} --epochs {end.epochs + 10}"))
-    if end.status in ("completed", "stopped_early"):
+    if end.status.finished:
         rows.append(("evaluate", f"trainrun evaluate {end.path}"))
     return rows

@@ -8,7 +8,8 @@ What is here:
 
 - model.save / save_weights made atomic (`make_saves_atomic`);
 - the callback hooks Keras calls, wrapped to time them (`time_callback_hooks`);
-- TensorBoard without per-batch work (`QuietTensorBoard`), its writers
+- TensorBoard without per-batch work (`TensorBoard`: Keras' class name, which
+  saved states and run.json's timing record), its writers
   (`tensorboard_writers`), and the private attributes that hold Keras
   callbacks' state between epochs (`callback_state_attributes`);
 - the graph of a functional model (`producing_layer`, `inbound_tensors`), the
@@ -205,7 +206,7 @@ def time_callback_hooks(
         setattr(callback, hook, timed)
 
 
-class QuietTensorBoard(keras.callbacks.TensorBoard):
+class TensorBoard(keras.callbacks.TensorBoard):
     """Keras' TensorBoard without per-batch work that writes nothing.
 
     With ``update_freq='epoch'`` (the default) Keras still passes every batch's

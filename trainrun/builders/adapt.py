@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from trainrun import keras_compat
 from trainrun.config import LoadedConfig
 from trainrun.data.feed import Feed
 from trainrun.errors import RunDirError
@@ -61,7 +62,8 @@ def holds_state(layer: Any) -> bool:
         return layer.bin_boundaries is not None
     if _vocabulary_layer(layer):
         return bool(
-            layer._has_input_vocabulary or layer.get_vocabulary(include_special_tokens=False)
+            keras_compat.has_input_vocabulary(layer)
+            or layer.get_vocabulary(include_special_tokens=False)
         )
     return True
 
@@ -86,8 +88,9 @@ def _input_of(model: Any, layer: Any) -> tuple[bool, str | None]:
     """(whether `layer` takes a model input as it is, that input's name)."""
     if isinstance(model, keras.Sequential):
         return model.layers and model.layers[0] is layer, None
-    sources = [t for node in layer._inbound_nodes for t in node.input_tensors]
-    ops = {id(t._keras_history[0]): t._keras_history[0] for t in sources}
+    ops = {
+        id(op): op for op in map(keras_compat.producing_layer, keras_compat.inbound_tensors(layer))
+    }
     if len(ops) != 1:
         return False, None
     (op,) = ops.values()
@@ -115,7 +118,7 @@ def find_adaptable(loaded: LoadedConfig, model: Any) -> list[Adaptable]:
                 where,
             )
         if _vocabulary_layer(layer):
-            lookup = layer._lookup_layer if isinstance(layer, _L.TextVectorization) else layer
+            lookup = keras_compat.lookup_layer(layer)
             if lookup.output_mode != "int" and not lookup.pad_to_max_tokens:
                 raise loaded.error(
                     f"{kind} layer '{layer.name}' with output_mode {lookup.output_mode} has "
@@ -151,7 +154,7 @@ def adapted_state(items: list[Adaptable]) -> dict[str, dict[str, Any]]:
         if isinstance(layer, _L.Discretization):
             entry["bin_boundaries"] = _plain(layer.bin_boundaries)
         elif _vocabulary_layer(layer):
-            lookup = layer._lookup_layer if isinstance(layer, _L.TextVectorization) else layer
+            lookup = keras_compat.lookup_layer(layer)
             entry["vocabulary"] = _plain(layer.get_vocabulary(include_special_tokens=True))
             if lookup.output_mode == "tf_idf":
                 entry["idf_weights"] = np.asarray(lookup.idf_weights_const).tolist()

@@ -116,7 +116,7 @@ def build_callbacks(
         where = format_path(path)
         cls = resolve_callback_class(name, base_dir=loaded.base_dir, path=where)
         if cls is keras.callbacks.TensorBoard:
-            cls = keras_compat.QuietTensorBoard
+            cls = keras_compat.TensorBoard
         elif cls is keras.callbacks.LearningRateScheduler:
             cls = LearningRateScheduler
         short = cls.__name__
@@ -149,5 +149,5 @@ def build_callbacks(
         # written even when a listed CSVLogger logs to another file as well.
         out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming))
     if outputs.tensorboard and "TensorBoard" not in listed:
-        out.append(keras_compat.QuietTensorBoard(log_dir=str(run_dir / "tensorboard")))
+        out.append(keras_compat.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     return out

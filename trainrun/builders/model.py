@@ -7,14 +7,13 @@ file and line once with `LoadedConfig.locate`.
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import re
 from typing import Any
 
 import keras
 
-from trainrun import catalog
+from trainrun import catalog, keras_compat
 from trainrun.config import LoadedConfig, format_path
 from trainrun.registry import (
     accepted_params,
@@ -75,7 +74,7 @@ def _resolve_object(kind: str, value: Any, *, loaded: LoadedConfig, path: tuple)
     target = None
     if name in known or not known:
         # Aliases such as 'normal' live only in Keras' registry, not as attributes.
-        registry = getattr(importlib.import_module(f"keras.src.{kind}s"), "ALL_OBJECTS_DICT", {})
+        registry = keras_compat.registered_objects(kind)
         target = getattr(module, name, None) or registry.get(name)
     if target is None:
         raise unknown_name(kind, name, path=where)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from trainrun import keras_compat
 from trainrun.config import LoadedConfig
 from trainrun.data.arrays import ArraySplit, Preprocessing, check_scale, one_hot
 
@@ -117,7 +118,7 @@ def encode_labels(loaded: LoadedConfig, data: Data, model: Any) -> Data:
     where = ("data", "num_classes") if cfg.num_classes else ("data", "one_hot")
     outputs = list(getattr(model, "outputs", None) or [])
     names = list(getattr(model, "output_names", None) or []) or [
-        t._keras_history[0].name
+        keras_compat.producing_layer(t).name
         for t in outputs  # a Sequential's: its last layer's
     ]
     units = {n: t.shape[-1] for n, t in zip(names, outputs, strict=False)}

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import tensorflow as tf
-from keras.src.callbacks.monitor_callback import MonitorCallback
 
+from trainrun import keras_compat
 from trainrun.builders.callback_list import callback_specs
 from trainrun.config import LoadedConfig
 from trainrun.data.feed import Feed
@@ -48,7 +48,7 @@ def check_inputs(loaded: LoadedConfig, model: Any, feed: Feed) -> None:
     if isinstance(x, dict):
         names = [t.name.split(":")[0] for t in inputs]
         by_name = {
-            getattr(t, "_keras_history", None) and t._keras_history[0].name or n: t
+            getattr(keras_compat.producing_layer(t), "name", None) or n: t
             for n, t in zip(names, inputs, strict=True)
         }
         for key in x:
@@ -151,7 +151,7 @@ def build_and_list_logs(loaded: LoadedConfig, model: Any, feed: Feed) -> list[st
     """Build model, loss and metrics from one batch; return every key fit will log."""
     batch = feed.first_batch()
     try:
-        model._symbolic_build(data_batch=batch)  # what Keras' fit does first under a strategy
+        keras_compat.symbolic_build(model, batch)  # what Keras' fit does first under a strategy
     except (ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise loaded.error(
@@ -242,7 +242,7 @@ def monitor_direction(loaded: LoadedConfig, model: Any, monitor: str) -> str:
             break
     if mode != "auto":
         return mode
-    probe = MonitorCallback(monitor=monitor)
+    probe = keras_compat.MonitorCallback(monitor=monitor)
     probe.set_model(model)
     try:
         probe._set_monitor_op()

@@ -7,7 +7,6 @@ what `keras.saving.load_model(...).evaluate(...)` gives on that data.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,10 +16,9 @@ from trainrun.data.feed import EVAL_SPLITS as SPLITS
 from trainrun.data.feed import Feed
 from trainrun.engine.saved import Checkpoint, choose_checkpoint, load_model
 from trainrun.errors import ConfigError, DataError, TrainrunError
+from trainrun.runs.evals import previous_evaluations
 from trainrun.runs.files import write_json
 from trainrun.runs.rundir import RunDir, now
-
-KEEP_PREVIOUS = 20
 
 
 @dataclass
@@ -91,25 +89,10 @@ def evaluate(run: RunDir, *, checkpoint: str = "last", split: str | None = None)
         evaluated=now(),
         note=chosen.note,
     )
-    result.previous = _previous(run)
+    result.previous = previous_evaluations(run.path)
     record = {k: v for k, v in asdict(result).items() if k != "unwritten"}
     try:
         write_json(run.path / "eval.json", record)
     except OSError as exc:  # a read-only or full disk: the numbers are still shown
         result.unwritten = f"{run.path / 'eval.json'} could not be written: {exc.strerror or exc}"
     return result
-
-
-def _previous(run: RunDir) -> list[dict[str, Any]]:
-    """Earlier evaluations from eval.json, newest first: a new one never erases them."""
-    path = run.path / "eval.json"
-    if not path.is_file():
-        return []
-    try:
-        old = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return []  # unreadable: replaced by a good one
-    if not isinstance(old, dict):
-        return []
-    earlier = old.pop("previous", []) if isinstance(old.get("previous"), list) else []
-    return [old, *earlier][:KEEP_PREVIOUS]

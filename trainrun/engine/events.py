@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from trainrun.runs.record import Status
+
 
 @dataclass(frozen=True)
 class RunStart:
@@ -32,7 +34,7 @@ class RunStart:
 class RunEnd:
     """How a run ended, for its summary."""
 
-    status: str
+    status: Status
     error: str | None
     path: Path
     config_file: Path

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from trainrun.builders.compile import output_names
 from trainrun.config import LoadedConfig, load_config
 from trainrun.data.arrays import NUMERIC_KINDS, ArrayFileError, check_array_file, fmt_scale
 from trainrun.data.feed import Batching, preprocess, raw_x_dtypes
@@ -29,7 +30,6 @@ from trainrun.engine.saved import (
     choose_checkpoint,
     load_model,
     model_inputs,
-    output_names,
 )
 from trainrun.errors import DataError, RunError
 from trainrun.runs.files import write_atomic

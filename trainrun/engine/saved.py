@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 from trainrun import custom
-from trainrun.builders.compile import output_names as output_names  # predict's import
 from trainrun.config import LoadedConfig
 from trainrun.engine.checks import monitor_mode
 from trainrun.errors import RunDirError, TrainrunError

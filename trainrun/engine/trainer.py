@@ -44,7 +44,7 @@ from trainrun.engine.run_callbacks import (
 from trainrun.errors import ConfigError, RunDirError
 from trainrun.runs.files import writing
 from trainrun.runs.history import restore_csv
-from trainrun.runs.record import RunRecord
+from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
 
 
@@ -217,16 +217,6 @@ class Trainer:
             with writing(self.run.run_json):
                 self.run.update_record(state_saved=True)
 
-    # ------------------------------------------------------------ datasets
-    def _train_data(
-        self, epoch: int, step: int, *, partial: bool, epoch_var: Any
-    ) -> tuple[Any, int | None]:
-        """(dataset, steps_per_epoch for fit) starting at (epoch, step)."""
-        return self.feed.train_batches(epoch, step, partial=partial, epoch_var=epoch_var)
-
-    def _validation_data(self) -> Any:
-        return self.feed.validation_batches()
-
     # ------------------------------------------------------------ train
     def train(self, interrupted: InterruptFlag) -> Outcome:
         cfg = self.loaded.config
@@ -278,7 +268,7 @@ class Trainer:
             run_callbacks.on_train_begin()
             run_callbacks.finish()
             return self._outcome()
-        validation = self._validation_data()
+        validation = self.feed.validation_batches()
         fit_kw = {
             "validation_data": validation,
             "validation_steps": cfg.fit.validation_steps,
@@ -297,7 +287,7 @@ class Trainer:
             epoch = self.start_epoch
             if self.start_step:
                 # The rest of the interrupted epoch, as its own fit call.
-                ds, steps = self._train_data(
+                ds, steps = self.feed.train_batches(
                     epoch, self.start_step, partial=True, epoch_var=epoch_var
                 )
                 run_callbacks.hold_end = epoch + 1 < epochs
@@ -310,7 +300,7 @@ class Trainer:
                 epoch += 1
                 keeper.start_step = progress.start_step = 0
             if epoch < epochs and not self.model.stop_training:
-                ds, steps = self._train_data(epoch, 0, partial=False, epoch_var=epoch_var)
+                ds, steps = self.feed.train_batches(epoch, 0, partial=False, epoch_var=epoch_var)
                 run_callbacks.hold_end = False
                 run_callbacks.set_params(
                     {"verbose": 0, "epochs": epochs, "steps": steps or self.steps_per_epoch}
@@ -320,9 +310,9 @@ class Trainer:
                 )
             run_callbacks.finish()
         except Interrupted:
-            return Outcome("interrupted", exit_code=130)
+            return Outcome(Status.INTERRUPTED, exit_code=130)
         except KeyboardInterrupt:
-            return Outcome("interrupted", exit_code=130)
+            return Outcome(Status.INTERRUPTED, exit_code=130)
         finally:
             self.events.stop_training()
             self.timing["callbacks_s"] = {
@@ -340,14 +330,14 @@ class Trainer:
             )
             at = f" at epoch {nan}" if nan else ""
             return Outcome(
-                "failed",
+                Status.FAILED,
                 error=f"loss became NaN{at}; training stopped (TerminateOnNaN)",
                 exit_code=1,
             )
         stopped = (
             len(self.history) and self.history[-1]["epoch"] + 1 < self.loaded.config.fit.epochs
         )
-        return Outcome("stopped_early" if stopped else "completed")
+        return Outcome(Status.STOPPED_EARLY if stopped else Status.COMPLETED)
 
     def _on_epoch(self, epoch: int, row: dict[str, Any]) -> None:
         with writing(self.run.run_json):
