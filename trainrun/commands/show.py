@@ -24,6 +24,7 @@ from rich.text import Text
 from trainrun.console import fmt_value
 from trainrun.errors import RunDirError, RunError
 from trainrun.registry import split_component
+from trainrun.runs.exports import describe_export, read_exports
 from trainrun.runs.files import write_atomic
 from trainrun.runs.listing import (
     count,
@@ -287,6 +288,9 @@ def show_run(run: RunDir, out: Console) -> None:
     evaluation = _last_evaluation(run)
     if evaluation:
         _section(out, *evaluation)
+    exports = [describe_export(e) for e in read_exports(run)]
+    if exports:
+        _section(out, "exports (trainrun export)", exports)
 
     columns, rows, problems = read_history(run.history_csv)
     for problem in problems:

@@ -273,9 +273,7 @@ class OnnxRunner(Runner):
 
         options = ort.SessionOptions()
         options.log_severity_level = 3
-        self._session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self._session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
         def signature(args: list[Any]) -> Signature:
             return Signature(
@@ -368,7 +366,9 @@ def compare(
         want64, have64 = want.astype(np.float64), have.astype(np.float64)
         diff = np.abs(have64 - want64)
         if not np.all(np.isfinite(have64) == np.isfinite(want64)):
-            problems.append(f"output {name}: the artifact gives non-finite values where Keras does not")
+            problems.append(
+                f"output {name}: the artifact gives non-finite values where Keras does not"
+            )
             continue
         diff = np.where(np.isfinite(diff), diff, 0.0)
         if diff.size:
@@ -499,9 +499,7 @@ def export(
             artifact_tmp = tmp / fmt.artifact
         else:
             out.parent.mkdir(parents=True, exist_ok=True)
-            out_tmp = Path(
-                tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-            )
+            out_tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
             artifact_tmp = out_tmp / out.name
         started = time.perf_counter()
         _convert(model, fmt, artifact_tmp, x)
@@ -529,7 +527,8 @@ def export(
         artifact = (out if out is not None else folder / fmt.artifact).resolve()
         record = {
             "format": fmt.name,
-            "file": str(artifact),
+            # relative to the run directory, so that the run can move; --out's as given
+            "file": str(artifact if out is not None else artifact.relative_to(run.path.resolve())),
             "checkpoint": chosen.shown(run),
             "checkpoint_choice": chosen.choice,
             "runtime": fmt.runtime,
