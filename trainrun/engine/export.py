@@ -458,6 +458,15 @@ def _load_runner(fmt: Format, artifact: Path) -> Runner:
         return RUNNERS[fmt.name](artifact)
 
 
+def _scratch(final: Path) -> Path:
+    """A hidden folder beside `final` to write into; RunError if that place cannot be written."""
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    except OSError as exc:
+        raise RunError(f"cannot write the export: {final.parent}: {exc.strerror or exc}") from None
+
+
 def _replace(tmp: Path, final: Path) -> None:
     """Put `tmp` where `final` is, the old one (a file or folder) removed only after."""
     old = None
@@ -491,15 +500,13 @@ def export(
     split, x = sample_batch(run, loaded, split, samples)
     model = load_model(run, loaded, chosen)
 
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".tmp", dir=folder.parent))
+    tmp = _scratch(folder)
     out_tmp: Path | None = None
     try:
         if out is None:
             artifact_tmp = tmp / fmt.artifact
         else:
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out_tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+            out_tmp = _scratch(out)
             artifact_tmp = out_tmp / out.name
         started = time.perf_counter()
         _convert(model, fmt, artifact_tmp, x)
@@ -551,6 +558,10 @@ def export(
         if out is not None and out_tmp is not None:
             _replace(artifact_tmp, out)
         _replace(tmp, folder)
+    except OSError as exc:  # a full or read-only disk: nothing is left half-written
+        raise RunError(
+            f"cannot write the {fmt.name} export ({exc.filename or folder}): {exc.strerror or exc}"
+        ) from None
     finally:
         for leftover in (tmp, out_tmp):
             if leftover is not None and leftover.exists():
