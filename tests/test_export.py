@@ -384,3 +384,22 @@ def test_parity_failure_keeps_the_artifact_marked(run, monkeypatch, capsys):
     assert info.value.exit_code == 1
     assert "PARITY_FAILED.txt" in info.value.message
     assert "saved_model-best (parity failed)" in exports.exports_cell(RunDir(run))
+
+
+@pytest.mark.slow
+def test_inputs_and_outputs_are_matched_by_name_then_position():
+    from trainrun.engine.export import _count, match_inputs, match_outputs, other_batch_size
+
+    a, b = np.zeros((5, 2)), np.zeros((5, 3))
+    assert _count((a, b)) == _count([a, b]) == _count({"a": a, "b": b}) == _count(a) == 5
+    assert match_inputs(["a", "b"], ["b", "a"]) == {"a": "a", "b": "b"}
+    assert match_inputs(["keras_tensor"], ["input_1"]) == {"keras_tensor": "input_1"}
+    assert match_outputs(["score", "cls"], ["cls", "score"]) == {"score": "score", "cls": "cls"}
+    numbered = [f"output_{i}" for i in (10, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9)]
+    names = [f"o{i}" for i in range(11)]
+    assert match_outputs(names, numbered)["o10"] == "output_10"
+    assert match_outputs(["s", "c"], ["Identity:0", "Identity_1:0"]) == {
+        "s": "Identity:0",
+        "c": "Identity_1:0",
+    }
+    assert [other_batch_size(n) for n in (1, 2, 40, 64)] == [None, 1, 19, 31]

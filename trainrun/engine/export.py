@@ -115,7 +115,13 @@ def _cut(x: Any, n: int) -> Any:
 
 
 def _count(x: Any) -> int:
-    first = next(iter(x.values())) if isinstance(x, dict) else x[0] if isinstance(x, list) else x
+    first = (
+        next(iter(x.values()))
+        if isinstance(x, dict)
+        else x[0]
+        if isinstance(x, list | tuple)
+        else x
+    )
     return len(first)
 
 
