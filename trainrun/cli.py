@@ -383,6 +383,69 @@ def predict(
         console.print(f"  {name} {list(result.shapes[name])} -> {path}", markup=False)
 
 
+@app.command("export")
+def export_(
+    run: RunRef,
+    format_: Annotated[
+        str,
+        typer.Option(
+            "--format", metavar="saved_model|tflite|onnx", help="The serving format to write."
+        ),
+    ],
+    checkpoint: CheckpointOpt = "last",
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            metavar="PATH",
+            help="Write the artifact here (default: runs/<id>/export/<format>[-<checkpoint>]/).",
+        ),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            metavar="test|validation",
+            help="Data for the parity check (default: test if the run has one).",
+        ),
+    ] = None,
+    samples: Annotated[
+        int, typer.Option("--samples", metavar="N", help="Samples the parity check compares.")
+    ] = 64,
+    atol: Annotated[
+        float, typer.Option("--atol", metavar="X", help="Parity: absolute tolerance.")
+    ] = 1e-4,
+    rtol: Annotated[
+        float, typer.Option("--rtol", metavar="X", help="Parity: relative tolerance.")
+    ] = 1e-3,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Export a run's model (SavedModel, TFLite/LiteRT, ONNX) and check it computes the same."""
+    from trainrun.commands.export import check_options, report
+
+    try:
+        if split not in (None, "test", "validation"):
+            raise TrainrunError(f"--split {split}: expected test or validation")
+        run_dir = _open_run(run, runs_dir)
+        fmt = check_options(run_dir, format_, out, samples, atol, rtol)
+        _quiet_tensorflow()
+        from trainrun.engine.export import Tolerance
+        from trainrun.engine.export import export as run_export
+
+        result = run_export(
+            run_dir,
+            fmt,
+            checkpoint=checkpoint,
+            out=out,
+            split=split,
+            samples=samples,
+            tolerance=Tolerance(atol, rtol),
+        )
+        report(result, run_dir, console)
+    except TrainrunError as exc:
+        fail(exc)
+
+
 @app.command("runs")
 def runs_(runs_dir: RunsDir = Path("runs")) -> None:
     """Table of runs, newest first: id, status, epochs, best monitored value, duration."""

@@ -72,6 +72,11 @@ LAYOUTS: list[list[tuple[str, Cell]]] = [
 ]
 
 
+def with_exports(layouts: list[list[tuple[str, Cell]]]) -> list[list[tuple[str, Cell]]]:
+    """The widest layouts with an exports column (shown when some run has an export)."""
+    return [[*columns, ("exports", lambda r: r.exports)] for columns in layouts[:3]] + layouts
+
+
 def _header(header: str, cell: Cell, rows: list[RunRow]) -> str:
     """'best val_loss @ epoch' when the values leave out a monitor that all runs share."""
     if cell is not _best_value:
@@ -106,7 +111,8 @@ def show_runs(runs_dir: Path, out: Console) -> None:
         )
         return
     out.print(Text(f"runs in {runs_dir} (newest first)", style="italic"), soft_wrap=True)
-    for columns in LAYOUTS:
+    layouts = with_exports(LAYOUTS) if any(r.exports != "-" for r in rows) else LAYOUTS
+    for columns in layouts:
         table, width = runs_table(rows, columns)
         if width <= out.width:
             out.print(table)

@@ -23,6 +23,7 @@ from trainrun.errors import RunDirError, RunError
 from trainrun.fmt import fmt_value
 from trainrun.registry import split_component
 from trainrun.runs.evals import UnreadableEval, read_evaluations
+from trainrun.runs.exports import describe_export, read_exports
 from trainrun.runs.files import write_atomic
 from trainrun.runs.history import read_history
 from trainrun.runs.listing import effective_status, fmt_best, fmt_duration, fmt_epochs
@@ -239,6 +240,9 @@ def show_run(run: RunDir, out: Console) -> None:
     evaluation = _last_evaluation(run)
     if evaluation:
         _section(out, *evaluation)
+    exports = [describe_export(e) for e in read_exports(run)]
+    if exports:
+        _section(out, "exports (trainrun export)", exports)
 
     columns, rows, problems = read_history(run.history_csv)
     for problem in problems:

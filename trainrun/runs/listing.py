@@ -15,6 +15,7 @@ from typing import Any
 
 from trainrun.errors import RunDirError, TrainrunError
 from trainrun.fmt import fmt_value
+from trainrun.runs.exports import exports_cell
 from trainrun.runs.record import Best, RunRecord, Status, finite
 from trainrun.runs.rundir import RunDir, pid_alive
 
@@ -31,6 +32,7 @@ class RunRow:
     started: str = "-"
     note: str = ""
     sort_key: float = 0.0
+    exports: str = "-"  # `trainrun export` folders: "onnx, tflite-best"
 
     @property
     def ok(self) -> bool:
@@ -151,6 +153,7 @@ def describe(path: Path) -> RunRow:
         started=created.strftime("%Y-%m-%d %H:%M") if created else "-",
         note=note,
         sort_key=created.timestamp() if created else _mtime(path),
+        exports=exports_cell(run),
     )
 
 
