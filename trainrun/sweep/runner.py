@@ -114,7 +114,12 @@ def start(request: SweepRequest, say: Say) -> int:
     loaded = with_seed(load_config(request.config, request.sets))
     precheck(loaded)
     cli = dict(request.cli)
+    from trainrun.config.loader import parse_override
+
     cli["params"] = _parse_cli_params(cli.get("params") or [])
+    for key in ("sampler", "pruner"):  # a name, or YAML: {threshold: {upper: 2.0}}
+        if isinstance(cli.get(key), str) and cli[key].lstrip().startswith("{"):
+            cli[key] = parse_override(f"{key}={cli[key]}")[1]
     if cli.get("direction") and cli["direction"] not in ("minimize", "maximize", "min", "max"):
         raise ConfigError(f"--direction {cli['direction']}: expected minimize or maximize")
     spec = resolve(loaded.config.sweep, file=str(request.config), cli=cli)
@@ -129,6 +134,14 @@ def start(request: SweepRequest, say: Say) -> int:
     metric = spec.metric or probe["monitor"]
     direction = spec.direction or ("maximize" if probe["metric_mode"] == "max" else "minimize")
     spec.metric, spec.direction = metric, direction
+
+    if spec.storage and request.study:
+        storage = optuna_side.open_storage(spec.storage)
+        try:
+            theirs = storage.get_study_user_attrs(storage.get_study_id_from_name(request.study))
+        except KeyError:
+            theirs = {}
+        check_same_sweep(theirs.get("trainrun"), spec, request.study, spec.storage)
 
     name = request.name or loaded.config.name
     sweep_dir = RunDir.create(request.runs_dir, f"{name}-sweep").path
@@ -192,6 +205,18 @@ def resume(sweep_dir: Path, say: Say, *, workers: int | None = None) -> int:
     return Orchestrator(sweep_dir, record, spec, say, resuming=True).run()
 
 
+def check_same_sweep(theirs: Any, spec: Spec, study: str, storage: str) -> None:
+    """A study joined by name must be this sweep's: same parameters, sampler, metric..."""
+    if theirs is not None and json.dumps(theirs, sort_keys=True) != json.dumps(
+        spec.to_json(), sort_keys=True
+    ):
+        raise ConfigError(
+            f"study '{study}' in {optuna_side.storage_url_shown(storage)} was made by a "
+            "different sweep (other parameters, sampler, pruner, trials, metric or direction); "
+            "give another --study name, or the same sweep config"
+        )
+
+
 # ---------------------------------------------------------------- the orchestrator
 
 
@@ -238,16 +263,10 @@ class Orchestrator:
             pruner=optuna_side.make_pruner(self.spec),
             load_if_exists=True,
         )
-        mine = {"spec": self.spec.to_json(), "metric": self.metric}
         theirs = study.user_attrs.get("trainrun")
+        check_same_sweep(theirs, self.spec, study.study_name, self.record.data["storage"])
         if theirs is None:
-            study.set_user_attr("trainrun", mine)
-        elif json.dumps(theirs, sort_keys=True) != json.dumps(mine, sort_keys=True):
-            raise ConfigError(
-                f"study '{study.study_name}' in {optuna_side.storage_url_shown(self.record.data['storage'])} "
-                "was made by a different sweep (other parameters, sampler, pruner, trials or "
-                "metric); give another --study name, or the same sweep config"
-            )
+            study.set_user_attr("trainrun", self.spec.to_json())
         if study.direction.name.lower() != self.direction:
             raise ConfigError(
                 f"study '{study.study_name}' maximizes/minimizes differently from this sweep"
