@@ -299,16 +299,15 @@ def test_postgresql_study(tmp_path: Path, postgres_url: str) -> None:
     args = ["--param", "fit.batch_size=[64]", "--storage", postgres_url, "--study", "shared"]
     result = cli("sweep", "cfg.yaml", "--runs-dir", "runs", *args, cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    import optuna
-
-    study = optuna.load_study(study_name="shared", storage=postgres_url)
-    (trial,) = study.get_trials()
-    assert trial.state.name == "COMPLETE" and trial.params == {"fit.batch_size": 64}
-    assert trial.user_attrs["run"].startswith("trial-0000-")
-    # the same study from another sweep directory: its one trial is done, so nothing runs
+    (first,) = sweep_dirs(tmp_path / "runs")
+    assert [row[1:3] for row in trial_table(tmp_path / "runs", first)] == [["complete", "64"]]
+    # the same study from another sweep directory (another machine): it sees the trial
+    # in PostgreSQL, whose one grid point is done, so nothing more runs
     again = cli("sweep", "cfg.yaml", "--runs-dir", "other", *args, cwd=tmp_path)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert len(optuna.load_study(study_name="shared", storage=postgres_url).get_trials()) == 1
+    assert "trial 0 started" not in again.stdout
+    (second,) = sweep_dirs(tmp_path / "other")
+    assert trial_table(tmp_path / "other", second) == trial_table(tmp_path / "runs", first)
     # a different sweep may not join it
     other = cli("sweep", "cfg.yaml", "--runs-dir", "x", *args[2:], "--param", "fit.batch_size=[8]",
                 cwd=tmp_path)  # fmt: skip
