@@ -166,8 +166,14 @@ def resume(
     runs_dir: RunsDir = Path("runs"),
     device: Device = None,
 ) -> None:
-    """Continue an interrupted, killed or finished run from its last saved state."""
+    """Continue an interrupted, killed or finished run (or sweep) from its last saved state."""
     _check_device(device)
+    from trainrun.sweep.record import is_sweep_dir
+
+    if is_sweep_dir(Path(run)) or (not Path(run).exists() and is_sweep_dir(runs_dir / run)):
+        if epochs is not None:
+            fail(TrainrunError("--epochs is for a run; a sweep resumes with its own settings"))
+        _resume_sweep(Path(run) if Path(run).exists() else runs_dir / run)
     try:
         if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
             run_dir = _open_run(run, runs_dir)
@@ -447,14 +453,141 @@ def export_(
 
 
 @app.command("runs")
-def runs_(runs_dir: RunsDir = Path("runs")) -> None:
+def runs_(
+    runs_dir: RunsDir = Path("runs"),
+    sweep_: Annotated[
+        str | None,
+        typer.Option(
+            "--sweep", metavar="ID", help="A sweep's trials, best first (also writes compare.png)."
+        ),
+    ] = None,
+) -> None:
     """Table of runs, newest first: id, status, epochs, best monitored value, duration."""
     from trainrun.commands.runs import show_runs
 
     try:
+        if sweep_ is not None:
+            from trainrun.commands.compare import show_sweep
+
+            png = show_sweep(sweep_, runs_dir, console)
+            console.print(f"plot: {png}", markup=False, soft_wrap=True)
+            return
         show_runs(runs_dir, console)
     except TrainrunError as exc:
         fail(exc)
+
+
+@app.command()
+def compare(
+    runs: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="RUN...", help="Runs (directories or ids); a sweep stands for its trials."
+        ),
+    ],
+    out: Annotated[Path, typer.Option("--out", metavar="FILE", help="Where the plot goes.")] = Path(
+        "compare.png"
+    ),
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Runs side by side: the config values that differ, best first; curves in compare.png."""
+    from trainrun.commands.compare import compare_runs
+
+    try:
+        png = compare_runs(runs, runs_dir, out, console)
+    except TrainrunError as exc:
+        fail(exc)
+    console.print(f"plot: {png}", markup=False, soft_wrap=True)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="The YAML config.")],
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            metavar="PATH=VALUES",
+            help="A swept value: --param 'fit.batch_size=[32, 64]' or "
+            "--param 'compile.optimizer.learning_rate={loguniform: [1e-4, 1e-2]}'.",
+        ),
+    ] = None,
+    set_: Sets = None,
+    trials: Annotated[int | None, typer.Option("--trials", min=1, metavar="N")] = None,
+    sampler: Annotated[str | None, typer.Option("--sampler", metavar="grid|random|tpe")] = None,
+    pruner: Annotated[
+        str | None, typer.Option("--pruner", metavar="none|median|hyperband|threshold|...")
+    ] = None,
+    metric: Annotated[
+        str | None, typer.Option("--metric", metavar="NAME", help="Default: the monitored value.")
+    ] = None,
+    direction: Annotated[
+        str | None, typer.Option("--direction", metavar="minimize|maximize")
+    ] = None,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            "--storage",
+            metavar="URL",
+            help="Optuna RDB storage (default: sqlite in the sweep directory).",
+        ),
+    ] = None,
+    study: Annotated[
+        str | None,
+        typer.Option("--study", metavar="NAME", help="Study name in --storage (join a sweep)."),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option("--workers", min=1, max=256, metavar="N", help="Trials at once.")
+    ] = None,
+    runs_dir: RunsDir = Path("runs"),
+    name: Annotated[str | None, typer.Option("--name", metavar="NAME")] = None,
+) -> None:
+    """Run many trials of a config over swept parameters (Optuna); creates runs/<sweep-id>/."""
+    from trainrun.sweep.runner import SweepRequest, start
+
+    request = SweepRequest(
+        config=config,
+        sets=set_ or [],
+        runs_dir=runs_dir,
+        name=name,
+        study=study,
+        cli={
+            "params": param or [],
+            "trials": trials,
+            "sampler": sampler,
+            "pruner": pruner,
+            "metric": metric,
+            "direction": direction,
+            "workers": workers,
+            "storage": storage,
+        },
+    )
+    try:
+        code = start(request, _say)
+    except TrainrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print("error: sweep interrupted before any trial started", soft_wrap=True)
+        raise typer.Exit(130) from None
+    _after_sweep(code)
+
+
+def _say(message: str) -> None:
+    console.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
+def _resume_sweep(path: Path) -> NoReturn:
+    from trainrun.sweep.runner import resume as resume_sweep
+
+    try:
+        code = resume_sweep(path, _say)
+    except TrainrunError as exc:
+        fail(exc)
+    _after_sweep(code)
+
+
+def _after_sweep(code: int) -> NoReturn:
+    raise typer.Exit(code)
 
 
 @app.command()

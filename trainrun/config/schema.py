@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from trainrun.sweep.spec import SweepSection
+
 
 def _check_component(value: Any) -> Any:
     if isinstance(value, str):
@@ -603,6 +605,8 @@ class RunConfig(Strict):
     fit: FitConfig = Field(default_factory=FitConfig)
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    # `trainrun sweep` reads it; a run's own config.yaml leaves it out.
+    sweep: SweepSection | None = Field(None, exclude=True)
 
 
 _MISSING = object()

@@ -133,6 +133,10 @@ def _mtime(path: Path) -> float:
 def describe(path: Path) -> RunRow:
     """One directory as a row; never raises for what is inside it."""
     run = RunDir(path)
+    if (path / "sweep.json").is_file():
+        from trainrun.sweep.record import summary_row
+
+        return RunRow(path.name, sort_key=_mtime(path), **summary_row(path))
     if not run.run_json.is_file():
         missing = "no run.json" + ("" if run.config_file.is_file() else " or config.yaml")
         return RunRow(path.name, Status.NOT_A_RUN, note=missing, sort_key=_mtime(path))
