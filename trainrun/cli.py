@@ -165,19 +165,44 @@ def resume(
     ] = None,
     runs_dir: RunsDir = Path("runs"),
     device: Device = None,
+    allow_changed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changed",
+            help="Resume although versions, data, code or config changed since the run "
+            "started (it then no longer ends bitwise equal to an uninterrupted run).",
+        ),
+    ] = False,
 ) -> None:
     """Continue an interrupted, killed or finished run from its last saved state."""
+    from trainrun.runs.provenance import ProvenanceChanged, check_unchanged
+
     _check_device(device)
+    changed = None
     try:
         if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
             run_dir = _open_run(run, runs_dir)
-            run_dir.check_resumable(run_dir.read_record(), epochs)  # a finished run: no TF needed
+            record = run_dir.read_record()
+            run_dir.check_resumable(record, epochs)  # a finished run: no TF needed
+            changed = check_unchanged(
+                run_dir.path, record, run_dir.config_file, allow=allow_changed
+            )
+            _print_changes(changed, note=True)
         _quiet_tensorflow()
         from trainrun.engine.resume import resume as resume_run
 
         outcome, _ = resume_run(
-            run, runs_dir=runs_dir, epochs=epochs, device=device, events=Reporter()
+            run,
+            runs_dir=runs_dir,
+            epochs=epochs,
+            device=device,
+            events=Reporter(),
+            allow_changed=allow_changed,
+            changed=changed,
         )
+    except ProvenanceChanged as exc:
+        _print_changes(exc.changes)
+        fail(exc)
     except TrainrunError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -188,6 +213,21 @@ def resume(
         )
         raise typer.Exit(130) from None
     raise typer.Exit(outcome.exit_code)
+
+
+def _print_changes(changes: list, *, note: bool = False) -> None:
+    """What changed since a run started, as a table on stderr (what, then, now)."""
+    if not changes:
+        return
+    from trainrun.commands.provenance import changes_table
+
+    if note:
+        err_console.print(
+            "note: resuming with --allow-changed; what changed since the run started:",
+            markup=False,
+            soft_wrap=True,
+        )
+    err_console.print(changes_table(changes))
 
 
 @app.command()
