@@ -104,13 +104,15 @@ def versions() -> dict[str, str | None]:
 def _cpuinfo() -> dict[str, str]:
     """The first processor's fields of /proc/cpuinfo (Linux); empty elsewhere."""
     fields: dict[str, str] = {}
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor is enough: the flags are the machine's
-                key, _, value = line.partition(":")
-                fields[key.strip()] = value.strip()
+    with (
+        contextlib.suppress(OSError),
+        open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f,
+    ):
+        for line in f:
+            if not line.strip():
+                break  # the first processor is enough: the flags are the machine's
+            key, _, value = line.partition(":")
+            fields[key.strip()] = value.strip()
     return fields
 
 
@@ -179,7 +181,11 @@ def git_info(folder: Path) -> dict[str, Any] | None:
     if not commit:
         return None
     status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status), "repository": git("rev-parse", "--show-toplevel")}
+    return {
+        "commit": commit,
+        "dirty": bool(status),
+        "repository": git("rev-parse", "--show-toplevel"),
+    }
 
 
 # ---------------------------------------------------------------- hashing
@@ -275,7 +281,11 @@ def file_entry(path: Path, prior: dict[str, Any] | None, cache: HashCache) -> di
         "mtime_ns": st.st_mtime_ns,
     }
     key = f"{path}\0{st.st_size}\0{st.st_mtime_ns}"
-    if prior.get("size") == st.st_size and prior.get("mtime_ns") == st.st_mtime_ns and "sha256" in prior:
+    if (
+        prior.get("size") == st.st_size
+        and prior.get("mtime_ns") == st.st_mtime_ns
+        and "sha256" in prior
+    ):
         entry["sha256"] = prior["sha256"]
     elif st.st_size >= CACHED_FROM and cache.get(key):
         entry["sha256"] = cache.get(key)
@@ -363,7 +373,9 @@ def data_entries(
     files: dict[str, Path], prior: dict[str, Any] | None, cache: HashCache
 ) -> dict[str, dict[str, Any]]:
     prior = prior or {}
-    out = {key: file_entry(path, _prior(prior.get(key), path), cache) for key, path in files.items()}
+    out = {
+        key: file_entry(path, _prior(prior.get(key), path), cache) for key, path in files.items()
+    }
     cache.save()
     return out
 
@@ -465,9 +477,7 @@ def copy_code(run_path: Path, code: dict[str, dict[str, Any]]) -> None:
 # ---------------------------------------------------------------- record / compare
 
 
-def collect(
-    loaded: LoadedConfig, config_text: str, *, mnist: Path | None = None
-) -> dict[str, Any]:
+def collect(loaded: LoadedConfig, config_text: str, *, mnist: Path | None = None) -> dict[str, Any]:
     """The provenance of a run that starts from `loaded` (config.yaml's text given)."""
     started = time.perf_counter()
     cache = HashCache()
@@ -563,9 +573,14 @@ def changes(run_path: Path, record: RunRecord, config_text: str) -> list[Change]
         for key, then in data.items():
             entry = now.get(key)
             if entry is not None and (
-                entry.get("sha256") != then.get("sha256") or bool(entry.get("missing")) != bool(then.get("missing"))
+                entry.get("sha256") != then.get("sha256")
+                or bool(entry.get("missing")) != bool(then.get("missing"))
             ):
-                found.append(Change(f"{key} ({Path(then['path']).name})", _file_text(then), _file_text(entry)))
+                found.append(
+                    Change(
+                        f"{key} ({Path(then['path']).name})", _file_text(then), _file_text(entry)
+                    )
+                )
     code = prov.get("code") or {}
     if isinstance(code, dict) and code:
         base_dir = prov.get("base_dir")
@@ -578,12 +593,18 @@ def changes(run_path: Path, record: RunRecord, config_text: str) -> list[Change]
                 found.append(Change(f"code {module}", then.get("file", "-"), entry["file"]))
             elif entry["sha256"] != then.get("sha256"):
                 found.append(
-                    Change(f"code {module} ({Path(entry['file']).name})", short(then.get("sha256")), short(entry["sha256"]))
+                    Change(
+                        f"code {module} ({Path(entry['file']).name})",
+                        short(then.get("sha256")),
+                        short(entry["sha256"]),
+                    )
                 )
     return found
 
 
-def check_unchanged(run_path: Path, record: RunRecord, config_file: Path, *, allow: bool) -> list[Change]:
+def check_unchanged(
+    run_path: Path, record: RunRecord, config_file: Path, *, allow: bool
+) -> list[Change]:
     """`trainrun resume`'s check: the changes, or ProvenanceChanged unless `allow`."""
     try:
         text = config_file.read_text(encoding="utf-8")
