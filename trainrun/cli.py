@@ -445,6 +445,86 @@ def show(run: RunRef, runs_dir: RunsDir = Path("runs")) -> None:
         fail(exc)
 
 
+@app.command()
+def reproduce(
+    run: RunRef,
+    runs_dir: RunsDir = Path("runs"),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir", metavar="DIR", help="Where the new run goes (default: beside RUN)."
+        ),
+    ] = None,
+    rtol: Annotated[
+        float,
+        typer.Option("--rtol", min=0.0, help="Relative tolerance where bitwise cannot hold."),
+    ] = 1e-3,
+    atol: Annotated[
+        float,
+        typer.Option("--atol", min=0.0, help="Absolute tolerance where bitwise cannot hold."),
+    ] = 1e-5,
+) -> None:
+    """Train a run's config again with its saved code into a new run and compare the
+    history and final weights (exit 0 equal, 1 different)."""
+    try:
+        run_dir = _open_run(run, runs_dir)
+        from trainrun.engine.reproduce import check_finished
+
+        check_finished(run_dir, run_dir.read_record())  # before TensorFlow
+        _quiet_tensorflow()
+        from trainrun.engine.reproduce import reproduce as run_reproduce
+
+        verdict = run_reproduce(
+            run_dir.path,
+            runs_dir=runs_dir,
+            out_dir=out_dir,
+            rtol=rtol,
+            atol=atol,
+            events=Reporter(),
+        )
+    except TrainrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print(
+            "error: reproduce interrupted; the original run is as it was",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(130) from None
+    for why in verdict.why_not_bitwise:
+        console.print(f"note: not compared bitwise: {why}", markup=False, soft_wrap=True)
+    new = verdict.reproduction.path if verdict.reproduction else "-"
+    console.print(f"reproduce {verdict.original.path} -> {new}", markup=False, soft_wrap=True)
+    if verdict.equal:
+        console.print(
+            f"verdict: equal ({verdict.mode}): history.csv and model.keras",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"verdict: different ({verdict.mode}): first at {verdict.first_difference}",
+            markup=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(verdict.exit_code)
+
+
+@app.command()
+def diff(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="A run directory or id.")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="A run directory or id.")],
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """The config keys and provenance entries that differ between two runs, and each best epoch."""
+    from trainrun.commands.diff import diff_runs
+
+    try:
+        diff_runs(_open_run(run_a, runs_dir), _open_run(run_b, runs_dir), console)
+    except TrainrunError as exc:
+        fail(exc)
+
+
 def _exit_at_once(signum: int, frame: object) -> None:
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(Exception):  # a flush it interrupted may refuse a second one

@@ -43,11 +43,16 @@ def summary_rows(prov: dict[str, Any]) -> list[tuple[str, str]]:
     for module, entry in (prov.get("code") or {}).items():
         if isinstance(entry, dict):
             rows.append(
-                (f"code {module}", f"{entry.get('file')} {short(entry.get('sha256'))} -> {entry.get('copy')}")
+                (
+                    f"code {module}",
+                    f"{entry.get('file')} {short(entry.get('sha256'))} -> {entry.get('copy')}",
+                )
             )
     git = prov.get("git")
     if isinstance(git, dict):
-        rows.append(("git", f"{git.get('commit', '-')[:12]}{' (dirty)' if git.get('dirty') else ''}"))
+        rows.append(
+            ("git", f"{git.get('commit', '-')[:12]}{' (dirty)' if git.get('dirty') else ''}")
+        )
     return rows
 
 

@@ -7,7 +7,7 @@ run.json's `provenance` holds:
   compare them), the machine, the CPU model and the CPU flags that pick different
   numeric kernels (AVX2/FMA, AVX-512, AVX-VNNI, AMX), and the machine's GPUs;
 - `config`: the hash of the resolved config (config.yaml without `fit.epochs`,
-  which `resume --epochs` raises on purpose);
+  which `resume --epochs` raises on purpose, and `name`);
 - `data`: each data file (path, size, mtime, sha256) and each data folder (files,
   size, the newest mtime, a manifest digest of (relative path, size, mtime) and
   the sha256 of all contents);
@@ -150,10 +150,13 @@ def environment() -> dict[str, Any]:
 
 
 def config_hash(config_text: str) -> str:
-    """sha256 of the resolved config, without fit.epochs (resume --epochs raises it)."""
+    """sha256 of the resolved config, without what does not change the result: fit.epochs
+    (resume --epochs raises it) and the name (it only names the run directory)."""
     data = yaml.load(config_text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
-    if isinstance(data, dict) and isinstance(data.get("fit"), dict):
-        data = {**data, "fit": {k: v for k, v in data["fit"].items() if k != "epochs"}}
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "name"}
+        if isinstance(data.get("fit"), dict):
+            data["fit"] = {k: v for k, v in data["fit"].items() if k != "epochs"}
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
     return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
