@@ -85,7 +85,9 @@ def _start_resume(
     if changed is None:
         changed = check_unchanged(run.path, record, run.config_file, allow=allow_changed)
         for change in changed:
-            events.warn(f"changed since the run started: {change.what}: {change.then} -> {change.now}")
+            events.warn(
+                f"changed since the run started: {change.what}: {change.then} -> {change.now}"
+            )
     trainer = Trainer(loaded, run, events, device=device, resuming=True)
     trainer.prepare()
     try:
