@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,6 +37,10 @@ def data_dir() -> str:
 def pytest_configure(config: pytest.Config) -> None:
     # Set before collection, so that every test and every trainrun it starts reads it.
     os.environ["TRAINRUN_DATA_DIR"] = data_dir()
+    # The cache of data file hashes (runs/provenance.py): never the user's ~/.cache.
+    os.environ.setdefault(
+        "TRAINRUN_CACHE_DIR", str(Path(tempfile.gettempdir()) / "trainrun-test-cache")
+    )
 
 
 def cli(

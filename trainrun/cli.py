@@ -165,8 +165,18 @@ def resume(
     ] = None,
     runs_dir: RunsDir = Path("runs"),
     device: Device = None,
+    allow_changed: Annotated[
+        bool,
+        typer.Option(
+            "--allow-changed",
+            help="Resume although versions, data, code or config changed since the run "
+            "started (it then no longer ends bitwise equal to an uninterrupted run).",
+        ),
+    ] = False,
 ) -> None:
     """Continue an interrupted, killed or finished run (or sweep) from its last saved state."""
+    from trainrun.runs.provenance import ProvenanceChanged, check_unchanged
+
     _check_device(device)
     from trainrun.sweep.record import is_sweep_dir
 
@@ -174,16 +184,31 @@ def resume(
         if epochs is not None:
             fail(TrainrunError("--epochs is for a run; a sweep resumes with its own settings"))
         _resume_sweep(Path(run) if Path(run).exists() else runs_dir / run)
+    changed = None
     try:
         if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
             run_dir = _open_run(run, runs_dir)
-            run_dir.check_resumable(run_dir.read_record(), epochs)  # a finished run: no TF needed
+            record = run_dir.read_record()
+            run_dir.check_resumable(record, epochs)  # a finished run: no TF needed
+            changed = check_unchanged(
+                run_dir.path, record, run_dir.config_file, allow=allow_changed
+            )
+            _print_changes(changed, note=True)
         _quiet_tensorflow()
         from trainrun.engine.resume import resume as resume_run
 
         outcome, _ = resume_run(
-            run, runs_dir=runs_dir, epochs=epochs, device=device, events=Reporter()
+            run,
+            runs_dir=runs_dir,
+            epochs=epochs,
+            device=device,
+            events=Reporter(),
+            allow_changed=allow_changed,
+            changed=changed,
         )
+    except ProvenanceChanged as exc:
+        _print_changes(exc.changes)
+        fail(exc)
     except TrainrunError as exc:
         fail(exc)
     except KeyboardInterrupt:
@@ -194,6 +219,21 @@ def resume(
         )
         raise typer.Exit(130) from None
     raise typer.Exit(outcome.exit_code)
+
+
+def _print_changes(changes: list, *, note: bool = False) -> None:
+    """What changed since a run started, as a table on stderr (what, then, now)."""
+    if not changes:
+        return
+    from trainrun.commands.provenance import changes_table
+
+    if note:
+        err_console.print(
+            "note: resuming with --allow-changed; what changed since the run started:",
+            markup=False,
+            soft_wrap=True,
+        )
+    err_console.print(changes_table(changes))
 
 
 @app.command()
@@ -597,6 +637,86 @@ def show(run: RunRef, runs_dir: RunsDir = Path("runs")) -> None:
 
     try:
         show_run(_open_run(run, runs_dir), console)
+    except TrainrunError as exc:
+        fail(exc)
+
+
+@app.command()
+def reproduce(
+    run: RunRef,
+    runs_dir: RunsDir = Path("runs"),
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out-dir", metavar="DIR", help="Where the new run goes (default: beside RUN)."
+        ),
+    ] = None,
+    rtol: Annotated[
+        float,
+        typer.Option("--rtol", min=0.0, help="Relative tolerance where bitwise cannot hold."),
+    ] = 1e-3,
+    atol: Annotated[
+        float,
+        typer.Option("--atol", min=0.0, help="Absolute tolerance where bitwise cannot hold."),
+    ] = 1e-5,
+) -> None:
+    """Train a run's config again with its saved code into a new run and compare the
+    history and final weights (exit 0 equal, 1 different)."""
+    try:
+        run_dir = _open_run(run, runs_dir)
+        from trainrun.engine.reproduce import check_finished
+
+        check_finished(run_dir, run_dir.read_record())  # before TensorFlow
+        _quiet_tensorflow()
+        from trainrun.engine.reproduce import reproduce as run_reproduce
+
+        verdict = run_reproduce(
+            run_dir.path,
+            runs_dir=runs_dir,
+            out_dir=out_dir,
+            rtol=rtol,
+            atol=atol,
+            events=Reporter(),
+        )
+    except TrainrunError as exc:
+        fail(exc)
+    except KeyboardInterrupt:
+        err_console.print(
+            "error: reproduce interrupted; the original run is as it was",
+            soft_wrap=True,
+            markup=False,
+        )
+        raise typer.Exit(130) from None
+    for why in verdict.why_not_bitwise:
+        console.print(f"note: not compared bitwise: {why}", markup=False, soft_wrap=True)
+    new = verdict.reproduction.path if verdict.reproduction else "-"
+    console.print(f"reproduce {verdict.original.path} -> {new}", markup=False, soft_wrap=True)
+    if verdict.equal:
+        console.print(
+            f"verdict: equal ({verdict.mode}): history.csv and model.keras",
+            markup=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(
+            f"verdict: different ({verdict.mode}): first at {verdict.first_difference}",
+            markup=False,
+            soft_wrap=True,
+        )
+    raise typer.Exit(verdict.exit_code)
+
+
+@app.command()
+def diff(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="A run directory or id.")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="A run directory or id.")],
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """The config keys and provenance entries that differ between two runs, and each best epoch."""
+    from trainrun.commands.diff import diff_runs
+
+    try:
+        diff_runs(_open_run(run_a, runs_dir), _open_run(run_b, runs_dir), console)
     except TrainrunError as exc:
         fail(exc)
 

@@ -237,6 +237,10 @@ def show_run(run: RunDir, out: Console) -> None:
         summary.append(("resumes", str(len(record.resumes))))
     _section(out, f"run {run.id}  ({run.path})", summary)
     _section(out, "config", _config_rows(config))
+    if record.provenance:
+        from trainrun.commands.provenance import summary_rows
+
+        _section(out, "provenance", summary_rows(record.provenance))
     evaluation = _last_evaluation(run)
     if evaluation:
         _section(out, *evaluation)

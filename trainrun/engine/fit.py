@@ -22,7 +22,7 @@ from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
 
 
-def _record(trainer: Trainer, loaded: LoadedConfig) -> RunRecord:
+def _record(trainer: Trainer, loaded: LoadedConfig, provenance: dict) -> RunRecord:
     """run.json of a run that starts now."""
     return RunRecord.new(
         id=label(trainer),
@@ -41,7 +41,23 @@ def _record(trainer: Trainer, loaded: LoadedConfig) -> RunRecord:
         pid=os.getpid(),
         resumes=[],
         train_seconds=0.0,
+        provenance=provenance,
     )
+
+
+def _provenance(run: RunDir, loaded: LoadedConfig, config_text: str) -> dict:
+    """What made the run (run.json's `provenance`), with copies of the user's modules in code/."""
+    from trainrun.runs import provenance
+
+    mnist = None
+    if loaded.config.data.source == "mnist":
+        from trainrun.data.mnist import mnist_file
+
+        mnist = mnist_file()
+    found = provenance.collect(loaded, config_text, mnist=mnist)
+    with writing(run.path / provenance.CODE_DIR):
+        provenance.copy_code(run.path, found["code"])
+    return found
 
 
 def label(trainer: Trainer) -> str:
@@ -104,10 +120,12 @@ def fit(
     trainer = Trainer(loaded, run, events, device=device, rt=rt)
     try:
         trainer.prepare()
+        config_text = dump_config(loaded)
         with writing(run.config_file):
-            run.write_config(dump_config(loaded))
+            run.write_config(config_text)
+        found = _provenance(run, loaded, config_text)
         with writing(run.run_json):
-            run.write_record(_record(trainer, loaded))
+            run.write_record(_record(trainer, loaded, found))
         with writing(run.train_log):
             events.attach_log(run.train_log)
             report_start(events, trainer, "fit")

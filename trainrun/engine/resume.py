@@ -16,6 +16,7 @@ from trainrun.engine.outcome import Outcome, run_to_end
 from trainrun.engine.trainer import Trainer
 from trainrun.errors import RunDirError, RunError, TrainrunError
 from trainrun.runs.files import no_space, writing, written_file
+from trainrun.runs.provenance import Change, check_unchanged
 from trainrun.runs.record import Status
 from trainrun.runs.rundir import RunDir, now
 
@@ -64,9 +65,16 @@ def _check_workers_agree(trainer: Trainer, unusable: RunDirError | None = None) 
 
 
 def _start_resume(
-    run: RunDir, *, epochs: int | None, device: str | None, events: Events
+    run: RunDir,
+    *,
+    epochs: int | None,
+    device: str | None,
+    events: Events,
+    allow_changed: bool = False,
+    changed: list[Change] | None = None,
 ) -> Trainer:
-    """Load, check and restore a run under its lock; record the resume in run.json."""
+    """Load, check and restore a run under its lock; record the resume in run.json.
+    `changed`: what the caller's provenance check found (None: not checked yet)."""
     record = run.read_record()  # read under the lock: no other process changes it now
     overrides = [f"fit.epochs={epochs}"] if epochs is not None else []
     loaded = load_config(run.config_file, overrides)
@@ -74,6 +82,12 @@ def _start_resume(
         raise RunDirError(f"{run.config_file} has no seed; it was not written by trainrun fit")
     multi_worker = loaded.config.distribute == "multi_worker"
     run.check_resumable(record, epochs, state=not multi_worker)
+    if changed is None:
+        changed = check_unchanged(run.path, record, run.config_file, allow=allow_changed)
+        for change in changed:
+            events.warn(
+                f"changed since the run started: {change.what}: {change.then} -> {change.now}"
+            )
     trainer = Trainer(loaded, run, events, device=device, resuming=True)
     trainer.prepare()
     try:
@@ -112,6 +126,7 @@ def _start_resume(
             "previous_status": record.raw("status"),
             "epochs": loaded.config.fit.epochs,
             **({"repairs": trainer.restore_notes} if trainer.restore_notes else {}),
+            **({"changed": [c.to_json() for c in changed]} if changed else {}),
         },
     ]
     with writing(run.run_json):
@@ -149,14 +164,26 @@ def resume(
     epochs: int | None,
     device: str | None,
     events: Events,
+    allow_changed: bool = False,
+    changed: list[Change] | None = None,
 ) -> tuple[Outcome, RunDir]:
-    """Continue a run in its own directory from its last saved state."""
+    """Continue a run in its own directory from its last saved state.
+
+    What made the run (run.json's `provenance`) must be as it was, unless
+    `allow_changed`; `changed` is what the CLI's check found before TensorFlow."""
     started = time.perf_counter()
     run = RunDir.open(_worker_ref(ref, runs_dir), runs_dir)
     run.acquire()
     try:
         try:
-            trainer = _start_resume(run, epochs=epochs, device=device, events=events)
+            trainer = _start_resume(
+                run,
+                epochs=epochs,
+                device=device,
+                events=events,
+                allow_changed=allow_changed,
+                changed=changed,
+            )
         except Exception as exc:
             if not isinstance(exc, TrainrunError):
                 _resume_write_error(exc, run)

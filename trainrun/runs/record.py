@@ -193,6 +193,9 @@ class RunRecord:
     state_saves: int | None = None
     state_seconds: float | None = None
     timing: dict[str, Any] = field(default_factory=dict)
+    # What made the run (versions, machine, config hash, data files, user code, git):
+    # see trainrun/runs/provenance.py; empty for runs older than it.
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     # Unknown keys, and known keys whose value is not of their type, as read.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -297,4 +300,5 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "state_saves": _checked(count),
     "state_seconds": _checked(finite),
     "timing": _mapping,
+    "provenance": _mapping,
 }
