@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from trainrun.tracking.config import TrackingConfig
+
 
 def _check_component(value: Any) -> Any:
     if isinstance(value, str):
@@ -603,6 +605,7 @@ class RunConfig(Strict):
     fit: FitConfig = Field(default_factory=FitConfig)
     callbacks: list[CallbackSpec] = Field(default_factory=list)
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 _MISSING = object()

@@ -20,6 +20,7 @@ from trainrun.errors import RunError, TrainrunError
 from trainrun.runs.files import no_space, writing, written_file
 from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
+from trainrun.tracking.mlflow import MlflowTracker
 
 
 def _record(trainer: Trainer, loaded: LoadedConfig) -> RunRecord:
@@ -41,6 +42,7 @@ def _record(trainer: Trainer, loaded: LoadedConfig) -> RunRecord:
         pid=os.getpid(),
         resumes=[],
         train_seconds=0.0,
+        **({"tracking": trainer.tracker.record()} if trainer.tracker else {}),
     )
 
 
@@ -104,6 +106,8 @@ def fit(
     trainer = Trainer(loaded, run, events, device=device, rt=rt)
     try:
         trainer.prepare()
+        if rt.is_chief:
+            trainer.tracker = MlflowTracker.start(loaded, run, events)
         with writing(run.config_file):
             run.write_config(dump_config(loaded))
         with writing(run.run_json):
@@ -116,6 +120,8 @@ def fit(
     except BaseException as exc:
         # Start-up failed or was interrupted (Ctrl-C, SIGTERM): no half-made run is left.
         _remove_run(run, rt, events)
+        if trainer.tracker is not None:
+            trainer.tracker.abandon()
         if isinstance(exc, Exception) and not isinstance(exc, TrainrunError):
             _startup_write_error(exc)
         raise

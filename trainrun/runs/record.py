@@ -193,6 +193,7 @@ class RunRecord:
     state_saves: int | None = None
     state_seconds: float | None = None
     timing: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] = field(default_factory=dict)  # {mlflow: {run_id, uri, ...}}
 
     # Unknown keys, and known keys whose value is not of their type, as read.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -297,4 +298,5 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "state_saves": _checked(count),
     "state_seconds": _checked(finite),
     "timing": _mapping,
+    "tracking": _mapping,
 }
