@@ -26,6 +26,7 @@ from trainrun.registry import (
     split_component,
     unknown_name,
 )
+from trainrun.tracking import mlflow as tracking
 
 
 def _check_callbacks(loaded: LoadedConfig) -> None:
@@ -456,3 +457,4 @@ def _run_checks(loaded: LoadedConfig) -> None:
     _check_finite(loaded)
     _check_layer_counts(loaded)
     _check_layer_sizes(loaded)
+    tracking.check(loaded)

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from trainrun.sweep.spec import SweepSection
+from trainrun.tracking.config import TrackingConfig
 
 
 def _check_component(value: Any) -> Any:
@@ -607,6 +608,7 @@ class RunConfig(Strict):
     outputs: OutputsConfig = Field(default_factory=OutputsConfig)
     # `trainrun sweep` reads it; a run's own config.yaml leaves it out.
     sweep: SweepSection | None = Field(None, exclude=True)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
 
 
 _MISSING = object()

@@ -20,6 +20,7 @@ from trainrun.errors import RunError, TrainrunError
 from trainrun.runs.files import no_space, writing, written_file
 from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
+from trainrun.tracking.mlflow import MlflowTracker
 
 
 def _record(trainer: Trainer, loaded: LoadedConfig, provenance: dict) -> RunRecord:
@@ -42,6 +43,7 @@ def _record(trainer: Trainer, loaded: LoadedConfig, provenance: dict) -> RunReco
         resumes=[],
         train_seconds=0.0,
         provenance=provenance,
+        **({"tracking": trainer.tracker.record()} if trainer.tracker else {}),
     )
 
 
@@ -121,6 +123,8 @@ def fit(
     try:
         trainer.prepare()
         config_text = dump_config(loaded)
+        if rt.is_chief:
+            trainer.tracker = MlflowTracker.start(loaded, run, events)
         with writing(run.config_file):
             run.write_config(config_text)
         found = _provenance(run, loaded, config_text)
@@ -134,6 +138,8 @@ def fit(
     except BaseException as exc:
         # Start-up failed or was interrupted (Ctrl-C, SIGTERM): no half-made run is left.
         _remove_run(run, rt, events)
+        if trainer.tracker is not None:
+            trainer.tracker.abandon()
         if isinstance(exc, Exception) and not isinstance(exc, TrainrunError):
             _startup_write_error(exc)
         raise

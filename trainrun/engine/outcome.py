@@ -153,6 +153,8 @@ def run_to_end(trainer: Trainer) -> Outcome:
             trainer.events.warn(
                 "interrupted after the last epoch; the run had finished and is saved"
             )
+        if trainer.tracker is not None:  # never raises: a tracking failure is a warning
+            trainer.tracker.finish(outcome.status, trainer.history, run)
         keeper = trainer.keeper
         try:
             with writing(run.run_json):

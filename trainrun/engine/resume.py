@@ -19,6 +19,7 @@ from trainrun.runs.files import no_space, writing, written_file
 from trainrun.runs.provenance import Change, check_unchanged
 from trainrun.runs.record import Status
 from trainrun.runs.rundir import RunDir, now
+from trainrun.tracking.mlflow import MlflowTracker
 
 
 def _worker_ref(ref: str | Path, runs_dir: Path) -> str | Path:
@@ -100,6 +101,8 @@ def _start_resume(
             raise
         restored, unusable = False, exc  # told to the other workers first, then raised
     _check_workers_agree(trainer, unusable)
+    if trainer.rt.is_chief:  # before the run's files change: a store that fails leaves it as it was
+        trainer.tracker = MlflowTracker.reopen(loaded, record.tracking, run, events)
     signals.raise_if_received()  # before the run's files change: it is left as it was
     if record.status is Status.STOPPED_EARLY and epochs is not None:
         trainer.model.stop_training = False
@@ -138,6 +141,7 @@ def _start_resume(
             resumes=resumes,
             epochs=loaded.config.fit.epochs,
             devices=trainer.rt.devices,
+            **({"tracking": trainer.tracker.record()} if trainer.tracker else {}),
         )
     return trainer
 

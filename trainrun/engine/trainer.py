@@ -46,6 +46,7 @@ from trainrun.runs.files import writing
 from trainrun.runs.history import restore_csv
 from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
+from trainrun.tracking.callback import TrackingCallback
 
 
 @dataclass
@@ -85,6 +86,8 @@ class Trainer:
     restore_notes: list[str] = field(default_factory=list)
     # trainrun's own StateKeeper of the current train(); None until then.
     keeper: StateKeeper | None = None
+    # The run's MLflow run (trainrun.tracking.mlflow.MlflowTracker), when the config asks.
+    tracker: Any = None
     _state_recorded: bool = False
 
     # ------------------------------------------------------------ prepare
@@ -257,8 +260,10 @@ class Trainer:
             if any(isinstance(cb, keras.callbacks.TerminateOnNaN) for cb in self.callbacks)
             else [NanGuard(self.start_step)]
         )
+        tracking = [TrackingCallback(self.tracker, self.history)] if self.tracker else []
         run_callbacks = OneRun(
-            [*guard, LearningRateLogger(), *self.callbacks, progress, keeper], self.model
+            [*guard, LearningRateLogger(), *self.callbacks, progress, keeper, *tracking],
+            self.model,
         )
         self.keeper = keeper
         if self.start_epoch >= epochs:

@@ -196,6 +196,7 @@ class RunRecord:
     # What made the run (versions, machine, config hash, data files, user code, git):
     # see trainrun/runs/provenance.py; empty for runs older than it.
     provenance: dict[str, Any] = field(default_factory=dict)
+    tracking: dict[str, Any] = field(default_factory=dict)  # {mlflow: {run_id, uri, ...}}
 
     # Unknown keys, and known keys whose value is not of their type, as read.
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -301,4 +302,5 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "state_seconds": _checked(finite),
     "timing": _mapping,
     "provenance": _mapping,
+    "tracking": _mapping,
 }
