@@ -24,6 +24,19 @@ def test_help_lists_commands():
         assert command in r.stdout
 
 
+def test_preloading_data_does_not_pull_in_tensorflow():
+    # `fit` reads MNIST while TensorFlow imports; an import of TensorFlow before
+    # import_tensorflow() escapes its capture of TensorFlow's native log lines.
+    code = (
+        "import sys; from trainrun.config import load_config; from trainrun.data import preload; "
+        f"preload(load_config({str(ROOT / 'configs' / 'mnist_mlp.yaml')!r}, [])); "
+        "print(any(m in sys.modules for m in ('tensorflow', 'keras')))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+
+
 def test_callbacks_lists_keras_callbacks_with_defaults():
     r = cli("callbacks")
     assert r.returncode == 0, r.stderr

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -136,6 +137,17 @@ def test_config_is_valid_without_tensorflow(name, tmp_path):
     from trainrun.precheck import precheck
 
     sets = data_for(name, tmp_path)[1::2]  # the values of the --set options
+    if "tensorflow" in sys.modules:
+        # Another test file on this worker imported it: ask a fresh process instead.
+        code = (
+            "import sys; from trainrun.config import load_config; "
+            "from trainrun.precheck import precheck; "
+            f"precheck(load_config({str(KERAS_IO / name)!r}, {sets!r})); "
+            "print('tensorflow' in sys.modules)"
+        )
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        assert r.returncode == 0 and r.stdout.strip() == "False", r.stdout + r.stderr
+        return
     precheck(load_config(KERAS_IO / name, sets))
     assert "tensorflow" not in sys.modules
 

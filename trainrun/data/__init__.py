@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from trainrun import keras_compat
 from trainrun.config import LoadedConfig
 from trainrun.data.arrays import ArraySplit, Preprocessing, check_scale, one_hot
 
@@ -112,13 +111,14 @@ def _check_scale(loaded: LoadedConfig, shapes: list, name: str) -> None:
 def encode_labels(loaded: LoadedConfig, data: Data, model: Any) -> Data:
     """`data.one_hot`: integer labels -> one-hot rows, as wide as the model's output
     (or `data.num_classes`). Needs the built model, so it runs after building it."""
+    from trainrun.keras_compat import producing_layer  # imports Keras: not at preload
     cfg = loaded.config.data
     if not cfg.one_hot:
         return data
     where = ("data", "num_classes") if cfg.num_classes else ("data", "one_hot")
     outputs = list(getattr(model, "outputs", None) or [])
     names = list(getattr(model, "output_names", None) or []) or [
-        keras_compat.producing_layer(t).name
+        producing_layer(t).name
         for t in outputs  # a Sequential's: its last layer's
     ]
     units = {n: t.shape[-1] for n, t in zip(names, outputs, strict=False)}
