@@ -43,6 +43,37 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+# A module of custom objects (loss, metric, layer, activation) that tests write beside
+# a config and name by import path: my_objs:MyDense, my_objs:my_relu, my_objs:my_sce, ...
+CUSTOM_OBJECTS = """\
+import keras
+
+
+def my_sce(y_true, y_pred):
+    return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+
+
+def my_acc(y_true, y_pred):
+    return keras.metrics.sparse_categorical_accuracy(y_true, y_pred)
+
+
+def my_relu(x):
+    return keras.activations.relu(x)
+
+
+class MyDense(keras.layers.Dense):
+    def __init__(self, units, scale=1.0, **kwargs):
+        super().__init__(units, **kwargs)
+        self.scale = scale
+
+    def call(self, inputs):
+        return super().call(inputs) * self.scale
+
+    def get_config(self):
+        return {**super().get_config(), "scale": self.scale}
+"""
+
+
 def cli(
     *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess:

@@ -15,37 +15,11 @@ import textwrap
 
 import numpy as np
 import pytest
+from conftest import CUSTOM_OBJECTS as MODULE
 from conftest import ROOT, assert_clean_error, cli, only_run, read_history
 
 pytestmark = pytest.mark.slow
 
-MODULE = """\
-import keras
-
-
-def my_sce(y_true, y_pred):
-    return keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
-
-
-def my_acc(y_true, y_pred):
-    return keras.metrics.sparse_categorical_accuracy(y_true, y_pred)
-
-
-def my_relu(x):
-    return keras.activations.relu(x)
-
-
-class MyDense(keras.layers.Dense):
-    def __init__(self, units, scale=1.0, **kwargs):
-        super().__init__(units, **kwargs)
-        self.scale = scale
-
-    def call(self, inputs):
-        return super().call(inputs) * self.scale
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
-"""
 
 CONFIG = """\
 seed: 1

@@ -21,32 +21,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, assert_clean_error, cli, only_run
+from conftest import CONFIGS, CUSTOM_OBJECTS, assert_clean_error, cli, only_run
 
 from trainrun.errors import TrainrunError
 from trainrun.runs import exports
 from trainrun.runs.exports import FORMATS, get_format
 from trainrun.runs.rundir import RunDir
 
-MODULE = """\
-import keras
-
-
-def my_relu(x):
-    return keras.activations.relu(x)
-
-
-class MyDense(keras.layers.Dense):
-    def __init__(self, units, scale=1.0, **kwargs):
-        super().__init__(units, **kwargs)
-        self.scale = scale
-
-    def call(self, inputs):
-        return super().call(inputs) * self.scale
-
-    def get_config(self):
-        return {**super().get_config(), "scale": self.scale}
-"""
+MODULE = CUSTOM_OBJECTS  # MyDense and my_relu, by import path
 
 CONFIG = """\
 seed: 1

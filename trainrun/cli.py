@@ -94,6 +94,12 @@ def _quiet_tensorflow() -> None:
     import_tensorflow()
 
 
+def _check_split(split: str | None) -> None:
+    """--split of evaluate and export, checked before TensorFlow is imported."""
+    if split not in (None, "test", "validation"):
+        raise TrainrunError(f"--split {split}: expected test or validation")
+
+
 def fail(exc: TrainrunError) -> NoReturn:
     err_console.print(f"[red]error:[/] {escape(exc.message)}", soft_wrap=True)
     raise typer.Exit(exc.exit_code)
@@ -351,8 +357,7 @@ def evaluate(
 ) -> None:
     """Evaluate a run's saved model on its test or validation data; writes eval.json."""
     try:
-        if split not in (None, "test", "validation"):
-            raise TrainrunError(f"--split {split}: expected test or validation")
+        _check_split(split)
         run_dir = _open_run(run, runs_dir)
         _quiet_tensorflow()
         from trainrun.engine.evaluate import evaluate as run_evaluate
@@ -470,8 +475,7 @@ def export_(
     from trainrun.commands.export import check_options, report
 
     try:
-        if split not in (None, "test", "validation"):
-            raise TrainrunError(f"--split {split}: expected test or validation")
+        _check_split(split)
         run_dir = _open_run(run, runs_dir)
         fmt = check_options(run_dir, format_, out, samples, atol, rtol)
         _quiet_tensorflow()
