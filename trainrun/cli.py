@@ -88,10 +88,30 @@ Device = Annotated[
 ]
 
 
-def _quiet_tensorflow() -> None:
-    from trainrun.tfimport import import_tensorflow
+def _import_keras(backend: str) -> None:
+    """Keras on `backend` (TensorFlow imported only for its own backend)."""
+    from trainrun.tfimport import import_keras
 
-    import_tensorflow()
+    import_keras(backend)
+
+
+def _run_backend(run_dir: RunDir | None, override: str | None = None) -> str:
+    """--backend if given, else the backend the run trained on (its config.yaml)."""
+    from trainrun.tfimport import backend_of
+
+    if override is not None:
+        return override
+    return "tensorflow" if run_dir is None else backend_of(run_dir.config_file)
+
+
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="tensorflow|jax|torch",
+        help="Keras backend to run the saved model on (default: the run's own).",
+    ),
+]
 
 
 def fail(exc: TrainrunError) -> NoReturn:
@@ -128,7 +148,7 @@ def fit(
         from trainrun.data import preload
 
         preload(loaded)  # reads the data while TensorFlow imports
-        _quiet_tensorflow()
+        _import_keras(loaded.config.backend)
         from trainrun.engine import fit as engine
 
         outcome, run = engine.fit(
@@ -169,10 +189,11 @@ def resume(
     """Continue an interrupted, killed or finished run from its last saved state."""
     _check_device(device)
     try:
+        run_dir = None
         if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
             run_dir = _open_run(run, runs_dir)
             run_dir.check_resumable(run_dir.read_record(), epochs)  # a finished run: no TF needed
-        _quiet_tensorflow()
+        _import_keras(_run_backend(run_dir))
         from trainrun.engine.resume import resume as resume_run
 
         outcome, _ = resume_run(
@@ -220,7 +241,7 @@ def validate(
                 "(the model was not built: run validate without --explain for that)"
             )
             return
-        _quiet_tensorflow()
+        _import_keras(loaded.config.backend)
         from trainrun.engine.validate import validate as run_validate
 
         summary = run_validate(loaded)
@@ -302,13 +323,14 @@ def evaluate(
         ),
     ] = None,
     runs_dir: RunsDir = Path("runs"),
+    backend: BackendOpt = None,
 ) -> None:
     """Evaluate a run's saved model on its test or validation data; writes eval.json."""
     try:
         if split not in (None, "test", "validation"):
             raise TrainrunError(f"--split {split}: expected test or validation")
         run_dir = _open_run(run, runs_dir)
-        _quiet_tensorflow()
+        _import_keras(_run_backend(run_dir, backend))
         from trainrun.engine.evaluate import evaluate as run_evaluate
 
         result = run_evaluate(run_dir, checkpoint=checkpoint, split=split)
@@ -356,11 +378,12 @@ def predict(
         ),
     ] = False,
     runs_dir: RunsDir = Path("runs"),
+    backend: BackendOpt = None,
 ) -> None:
     """Predictions of a run's saved model, saved as .npy (one file per output)."""
     try:
         run_dir = _open_run(run, runs_dir)
-        _quiet_tensorflow()
+        _import_keras(_run_backend(run_dir, backend))
         from trainrun.engine.predict import predict as run_predict
 
         result = run_predict(

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from trainrun import keras_compat
 from trainrun.config import LoadedConfig
 from trainrun.data.arrays import ArraySplit, Preprocessing, check_scale, one_hot
 
@@ -115,6 +114,9 @@ def encode_labels(loaded: LoadedConfig, data: Data, model: Any) -> Data:
     cfg = loaded.config.data
     if not cfg.one_hot:
         return data
+    # Here, not at the top: `preload` runs before Keras is imported on the run's backend.
+    from trainrun import keras_compat
+
     where = ("data", "num_classes") if cfg.num_classes else ("data", "one_hot")
     outputs = list(getattr(model, "outputs", None) or [])
     names = list(getattr(model, "output_names", None) or []) or [

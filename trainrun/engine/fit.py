@@ -34,6 +34,7 @@ def _record(trainer: Trainer, loaded: LoadedConfig) -> RunRecord:
         epochs=loaded.config.fit.epochs,
         best=None,
         seed=loaded.config.seed,
+        backend=trainer.rt.backend,
         devices=trainer.rt.devices,
         versions=runtime.versions(),
         config_source=str(Path(loaded.file).resolve()),
