@@ -11,6 +11,7 @@ tests run where it is installed.
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import signal
 from pathlib import Path
 
@@ -94,8 +95,8 @@ def test_numpy_feed_order_is_decided_by_seed_and_epoch():
     stream = batches(split, start_batch=0, repeat=True, **kw)
     whole = [next(stream) for _ in range(21)]  # three passes
     for start in (0, 5, 7, 16):
-        tail = list(zip(range(21 - start), batches(split, start_batch=start, repeat=True, **kw)))
-        for (_, got), want in zip(tail, whole[start:], strict=True):
+        tail = itertools.islice(batches(split, start_batch=start, repeat=True, **kw), 21 - start)
+        for got, want in zip(tail, whole[start:], strict=True):
             assert np.array_equal(got[1], want[1])
     # Each epoch its own order; the PyDataset of epoch e is pass e.
     counter = EpochCounter(0)
@@ -130,9 +131,9 @@ def _tiny(work: Path, name: str, *extra: str, env: dict | None = None):
         "--set",
         "backend=jax",
         "--set",
-        "fit.epochs=3",
+        "fit.epochs=2",
         "--set",
-        "data.limit.train=800",
+        "data.limit.train=512",
         *extra,
         env=env,
     )
@@ -157,13 +158,13 @@ def test_jax_run_records_its_backend(jax_baseline):
     assert info["devices"]["backend"] == "jax" and info["devices"]["used"] == ["cpu:0"]
     assert "jax" in info["versions"] and "tensorflow" not in info["versions"]
     assert "backend: jax" in (jax_baseline / "config.yaml").read_text()
-    assert len(read_history(jax_baseline)) == 3
+    assert len(read_history(jax_baseline)) == 2
 
 
 @needs_jax
 @pytest.mark.slow
 def test_jax_killed_mid_epoch_resumes_bitwise(jax_work, jax_baseline):
-    r, run = _tiny(jax_work, "killed", env={"KILL_AT": "1:9"})
+    r, run = _tiny(jax_work, "killed", env={"KILL_AT": "1:5"})
     assert r.returncode == -signal.SIGKILL
     out = cli("resume", run)  # the run's backend, from its config.yaml
     assert out.returncode == 0, out.stdout + out.stderr
@@ -186,20 +187,12 @@ def test_jax_model_predicts_the_same_on_tensorflow(jax_baseline, tmp_path):
         preds[backend] = np.load(out)
     assert preds["jax"].shape == (64, 10)
     np.testing.assert_allclose(preds["jax"], preds["tensorflow"], rtol=1e-5, atol=1e-6)
-    scores = {}
-    for backend in ("jax", "tensorflow"):
-        r = cli("evaluate", jax_baseline, "--backend", backend)
-        assert r.returncode == 0, r.stdout + r.stderr
-        scores[backend] = r.stdout.split("loss")[1].split()[0]
-    assert scores["jax"] == scores["tensorflow"]
 
 
 @needs_jax
 @pytest.mark.slow
 def test_jax_trains_without_tensorflow(tmp_path):
     env = no_tensorflow(tmp_path)
-    probe = cli("validate", MLP, "--set", "backend=jax", env=env)  # builds the model
-    assert probe.returncode == 0, probe.stdout + probe.stderr
     r = fit(tmp_path / "runs", "--set", "backend=jax", *TINY, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     run = only_run(tmp_path / "runs")
@@ -223,7 +216,9 @@ def test_jax_trains_without_tensorflow(tmp_path):
 @pytest.mark.slow
 def test_jax_data_parallel_over_two_cpu_devices(tmp_path):
     env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    r = fit(tmp_path / "runs", "--set", "backend=jax", "--set", "distribute=mirrored", *TINY, env=env)
+    r = fit(
+        tmp_path / "runs", "--set", "backend=jax", "--set", "distribute=mirrored", *TINY, env=env
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     devices = run_info(only_run(tmp_path / "runs"))["devices"]
     assert devices["strategy"] == "DataParallel" and devices["replicas"] == 2

@@ -18,8 +18,8 @@ class LazyModule:
         self._name = name
 
     def __getattr__(self, attr: str) -> Any:
-        if attr.startswith("__") and attr.endswith("__"):
-            raise AttributeError(attr)
+        if attr.startswith("__") and attr.endswith("__") and attr != "__version__":
+            raise AttributeError(attr)  # protocol probes (copy, pickle) must not import it
         return getattr(importlib.import_module(self._name), attr)
 
     def __repr__(self) -> str:
