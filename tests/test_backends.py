@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import os
 import signal
 from pathlib import Path
 
@@ -41,6 +42,19 @@ needs_torch = pytest.mark.skipif(
 # As if TensorFlow were not installed: `import tensorflow` fails, and
 # importlib.util.find_spec('tensorflow') finds nothing.
 NO_TF_SITE = "import sys\nsys.modules['tensorflow'] = None\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def jax_cache(tmp_path_factory) -> Path:
+    """One JAX compilation cache for this file's runs (not the user's ~/.cache)."""
+    cache = tmp_path_factory.mktemp("jax_cache")
+    before = os.environ.get("TRAINRUN_JAX_CACHE")
+    os.environ["TRAINRUN_JAX_CACHE"] = str(cache)
+    yield cache
+    if before is None:
+        del os.environ["TRAINRUN_JAX_CACHE"]
+    else:
+        os.environ["TRAINRUN_JAX_CACHE"] = before
 
 
 def no_tensorflow(tmp_path: Path) -> dict[str, str]:
@@ -152,8 +166,10 @@ def jax_baseline(jax_work) -> Path:
 
 @needs_jax
 @pytest.mark.slow
-def test_jax_run_records_its_backend(jax_baseline):
+def test_jax_run_records_its_backend(jax_baseline, jax_cache):
     info = run_info(jax_baseline)
+    assert info["devices"]["compilation_cache"] == str(jax_cache)
+    assert any(jax_cache.iterdir())  # compiled programs kept for the next process
     assert info["backend"] == "jax"
     assert info["devices"]["backend"] == "jax" and info["devices"]["used"] == ["cpu:0"]
     assert "jax" in info["versions"] and "tensorflow" not in info["versions"]

