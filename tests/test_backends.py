@@ -209,6 +209,8 @@ def test_jax_model_predicts_the_same_on_tensorflow(jax_baseline, tmp_path):
 @pytest.mark.slow
 def test_jax_trains_without_tensorflow(tmp_path):
     env = no_tensorflow(tmp_path)
+    checked = cli("validate", MLP, "--set", "backend=jax", env=env)  # builds the model
+    assert checked.returncode == 0, checked.stdout + checked.stderr
     r = fit(tmp_path / "runs", "--set", "backend=jax", *TINY, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     run = only_run(tmp_path / "runs")
