@@ -8,7 +8,10 @@ sides with seed i, so the accuracies compared are means over as many seeds:
 one seed's result moves by a few tenths of a point with the shuffle order alone.
 
     TRAINRUN_DATA_DIR=DIR python bench/bench.py [--repeats 5] [--workloads mlp,cnn]
-        [--long-epochs 300]
+        [--long-epochs 300] [--backend tensorflow|jax|torch]
+
+--backend runs both sides on that Keras backend: the plain script with
+KERAS_BACKEND set, trainrun with `--set backend=...`.
 """
 
 from __future__ import annotations
@@ -63,7 +66,7 @@ def keras_once(kind: str, epochs: int, seed: int, env: dict) -> dict:
     return {"wall": wall, "rss": rss, **result}
 
 
-def trainrun_once(config: str, epochs: int, seed: int, env: dict) -> dict:
+def trainrun_once(config: str, epochs: int, seed: int, env: dict, backend: str) -> dict:
     with tempfile.TemporaryDirectory() as runs:
         cmd = [
             sys.executable,
@@ -79,6 +82,8 @@ def trainrun_once(config: str, epochs: int, seed: int, env: dict) -> dict:
             f"seed={seed}",
             "--set",
             "outputs.tensorboard=true",
+            "--set",
+            f"backend={backend}",
         ]
         wall, rss, _ = run_measured(cmd, env)
         (run,) = Path(runs).iterdir()
@@ -178,8 +183,10 @@ def main() -> None:
     parser.add_argument(
         "--long-epochs", type=int, default=300, help="epochs of the long-run check (0: skip)"
     )
+    parser.add_argument("--backend", default="tensorflow", choices=("tensorflow", "jax", "torch"))
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env["KERAS_BACKEND"] = args.backend  # the plain script's backend; trainrun's is --set
     # Both sides read the full MNIST: $TRAINRUN_DATA_DIR/mnist.npz, else Keras' cache.
     cached = Path.home() / ".keras" / "datasets"
     if not env.get("TRAINRUN_DATA_DIR") and (cached / "mnist.npz").is_file():
@@ -188,7 +195,7 @@ def main() -> None:
         sys.exit("bench: set TRAINRUN_DATA_DIR to a folder with the full mnist.npz")
     env["TRAINRUN_DATA_DIR"] = str(Path(env["TRAINRUN_DATA_DIR"]).resolve())
     print(
-        f"{os.cpu_count()} CPUs, {args.repeats} alternating repeats (seeds 1-{args.repeats}), "
+        f"backend {args.backend}, {os.cpu_count()} CPUs, {args.repeats} alternating repeats (seeds 1-{args.repeats}), "
         "medians; accuracy: mean over the seeds\n"
     )
     startup(env, max(args.repeats, 3))
@@ -202,7 +209,7 @@ def main() -> None:
         keras_runs, trainrun_runs = [], []
         for seed in range(1, args.repeats + 1):
             keras_runs.append(keras_once(kind, epochs, seed, env))
-            trainrun_runs.append(trainrun_once(config, epochs, seed, env))
+            trainrun_runs.append(trainrun_once(config, epochs, seed, env, args.backend))
         k, t = summarize(keras_runs), summarize(trainrun_runs)
         rows = [
             ("whole process (s)", "wall", "{:.2f}"),

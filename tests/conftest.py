@@ -41,6 +41,10 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault(
         "TRAINRUN_CACHE_DIR", str(Path(tempfile.gettempdir()) / "trainrun-test-cache")
     )
+    # JAX's compiled programs (engine/backend_runtime.py): not in the user's ~/.cache either.
+    os.environ.setdefault(
+        "TRAINRUN_JAX_CACHE", str(Path(tempfile.gettempdir()) / "trainrun-test-cache" / "jax")
+    )
 
 
 # A module of custom objects (loss, metric, layer, activation) that tests write beside

@@ -88,10 +88,30 @@ Device = Annotated[
 ]
 
 
-def _quiet_tensorflow() -> None:
-    from trainrun.tfimport import import_tensorflow
+def _import_keras(backend: str) -> None:
+    """Keras on `backend` (TensorFlow imported only for its own backend)."""
+    from trainrun.tfimport import import_keras
 
-    import_tensorflow()
+    import_keras(backend)
+
+
+def _run_backend(run_dir: RunDir | None, override: str | None = None) -> str:
+    """--backend if given, else the backend the run trained on (its config.yaml)."""
+    from trainrun.tfimport import backend_of
+
+    if override is not None:
+        return override
+    return "tensorflow" if run_dir is None else backend_of(run_dir.config_file)
+
+
+BackendOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--backend",
+        metavar="tensorflow|jax|torch",
+        help="Keras backend to run the saved model on (default: the run's own).",
+    ),
+]
 
 
 def _check_split(split: str | None) -> None:
@@ -134,7 +154,7 @@ def fit(
         from trainrun.data import preload
 
         preload(loaded)  # reads the data while TensorFlow imports
-        _quiet_tensorflow()
+        _import_keras(loaded.config.backend)
         from trainrun.engine import fit as engine
 
         outcome, run = engine.fit(
@@ -192,6 +212,7 @@ def resume(
         _resume_sweep(Path(run) if Path(run).exists() else runs_dir / run)
     changed = None
     try:
+        run_dir = None
         if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
             run_dir = _open_run(run, runs_dir)
             record = run_dir.read_record()
@@ -200,7 +221,7 @@ def resume(
                 run_dir.path, record, run_dir.config_file, allow=allow_changed
             )
             _print_changes(changed, note=True)
-        _quiet_tensorflow()
+        _import_keras(_run_backend(run_dir))
         from trainrun.engine.resume import resume as resume_run
 
         outcome, _ = resume_run(
@@ -272,7 +293,7 @@ def validate(
                 "(the model was not built: run validate without --explain for that)"
             )
             return
-        _quiet_tensorflow()
+        _import_keras(loaded.config.backend)
         from trainrun.engine.validate import validate as run_validate
 
         summary = run_validate(loaded)
@@ -354,12 +375,13 @@ def evaluate(
         ),
     ] = None,
     runs_dir: RunsDir = Path("runs"),
+    backend: BackendOpt = None,
 ) -> None:
     """Evaluate a run's saved model on its test or validation data; writes eval.json."""
     try:
         _check_split(split)
         run_dir = _open_run(run, runs_dir)
-        _quiet_tensorflow()
+        _import_keras(_run_backend(run_dir, backend))
         from trainrun.engine.evaluate import evaluate as run_evaluate
 
         result = run_evaluate(run_dir, checkpoint=checkpoint, split=split)
@@ -407,11 +429,12 @@ def predict(
         ),
     ] = False,
     runs_dir: RunsDir = Path("runs"),
+    backend: BackendOpt = None,
 ) -> None:
     """Predictions of a run's saved model, saved as .npy (one file per output)."""
     try:
         run_dir = _open_run(run, runs_dir)
-        _quiet_tensorflow()
+        _import_keras(_run_backend(run_dir, backend))
         from trainrun.engine.predict import predict as run_predict
 
         result = run_predict(
@@ -478,7 +501,7 @@ def export_(
         _check_split(split)
         run_dir = _open_run(run, runs_dir)
         fmt = check_options(run_dir, format_, out, samples, atol, rtol)
-        _quiet_tensorflow()
+        _import_keras("tensorflow")  # every format is written by TensorFlow; weights load on any
         from trainrun.engine.export import Tolerance
         from trainrun.engine.export import export as run_export
 
@@ -671,7 +694,7 @@ def reproduce(
         from trainrun.engine.reproduce import check_finished
 
         check_finished(run_dir, run_dir.read_record())  # before TensorFlow
-        _quiet_tensorflow()
+        _import_keras(_run_backend(run_dir))
         from trainrun.engine.reproduce import reproduce as run_reproduce
 
         verdict = run_reproduce(

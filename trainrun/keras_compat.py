@@ -58,6 +58,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -65,11 +66,14 @@ from typing import Any
 
 import keras
 import numpy as np
-import tensorflow as tf
 from keras.src.callbacks.monitor_callback import MonitorCallback  # noqa: F401 - re-exported
 
 from trainrun.errors import TrainrunError
+from trainrun.lazy import lazy_module
 from trainrun.runs.files import writing
+
+# Imported on first use: the JAX and torch backends run without TensorFlow.
+tf = lazy_module("tensorflow")
 
 DISTRIBUTED_MAX_STEPS_PER_EXECUTION = 1
 
@@ -138,7 +142,9 @@ def skip_symbolic_build(model: Any) -> None:
 
 def prepare_model(model: Any, strategy: Any) -> None:
     """Apply what `model` needs before `fit` under `strategy` (nothing, for most)."""
-    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if sys.modules.get("tensorflow") is not None and isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy
+    ):
         skip_symbolic_build(model)
 
 

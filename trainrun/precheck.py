@@ -448,6 +448,9 @@ def precheck(loaded: LoadedConfig) -> None:
 
 
 def _run_checks(loaded: LoadedConfig) -> None:
+    from trainrun.backend_check import check_backend
+
+    check_backend(loaded)
     _check_data_paths(loaded)
     _check_callbacks(loaded)
     _check_layer_names(loaded)

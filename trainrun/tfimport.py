@@ -60,9 +60,62 @@ def _deferred_imports(names: tuple[str, ...]) -> Iterator[None]:
                 del sys.modules[name]
 
 
+BACKENDS = ("tensorflow", "jax", "torch")
+# What each backend needs installed (import name, pip extra of trainrun).
+_NEEDS = {"jax": ("jax", "jax"), "torch": ("torch", "torch")}
+
+
+def import_keras(backend: str = "tensorflow") -> None:
+    """Import Keras on `backend` (set as KERAS_BACKEND first); TensorFlow only for its own.
+
+    A backend whose package is missing, or a Keras already imported on another
+    backend in this process, is a one-line `TrainrunError`.
+    """
+    from trainrun.errors import TrainrunError
+
+    if backend not in BACKENDS:
+        raise TrainrunError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
+    if "keras" in sys.modules:
+        current = sys.modules["keras"].backend.backend()
+        if current != backend:
+            raise TrainrunError(
+                f"Keras is already imported on the {current} backend in this process; "
+                f"backend: {backend} needs a new process"
+            )
+        return
+    if backend in _NEEDS:
+        module, extra = _NEEDS[backend]
+        if importlib.util.find_spec(module) is None:
+            raise TrainrunError(
+                f"backend: {backend} needs {module}, which is not installed: "
+                f"pip install -e '.[{extra}]' (or set backend: tensorflow)"
+            )
+    os.environ["KERAS_BACKEND"] = backend
+    if backend == "tensorflow":
+        import_tensorflow()
+        return
+    with _deferred_imports(DEFERRED):
+        import keras  # noqa: F401
+
+
+def backend_of(config_file: str | os.PathLike) -> str:
+    """The `backend:` a run's config.yaml names (tensorflow when absent or unreadable:
+    the config loader then says what is wrong with the file)."""
+    import yaml
+
+    try:
+        with open(config_file, encoding="utf-8") as f:
+            value = (yaml.safe_load(f) or {}).get("backend", "tensorflow")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return "tensorflow"
+    return value if value in BACKENDS else "tensorflow"
+
+
 def import_tensorflow() -> None:
     if "tensorflow" in sys.modules and "keras" in sys.modules:
         return
+    if "keras" not in sys.modules:
+        os.environ["KERAS_BACKEND"] = "tensorflow"
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     sys.stderr.flush()

@@ -13,6 +13,7 @@ from typing import Any
 import keras
 
 from trainrun import keras_compat
+from trainrun.backend_check import tensorflow_installed
 from trainrun.builders.schedules import SCHEDULES, unknown_schedule
 from trainrun.config import LoadedConfig, check_callback_paths, format_path
 from trainrun.config.loader import CALLBACK_DIR_ARGS, CALLBACK_FILE_ARGS
@@ -148,6 +149,8 @@ def build_callbacks(
         # history.csv is the run's record (show, runs, resume read it), so it is
         # written even when a listed CSVLogger logs to another file as well.
         out.append(keras.callbacks.CSVLogger(str(run_dir / "history.csv"), append=resuming))
-    if outputs.tensorboard and "TensorBoard" not in listed:
+    # TensorBoard's writer is TensorFlow's (tf.summary): on another backend without
+    # TensorFlow installed, outputs.tensorboard writes nothing (README, Backends).
+    if outputs.tensorboard and "TensorBoard" not in listed and tensorflow_installed():
         out.append(keras_compat.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     return out

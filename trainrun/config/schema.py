@@ -594,6 +594,8 @@ class RunConfig(Strict):
         "run", json_schema_extra={"pattern": RUN_NAME.pattern}
     )
     seed: Count(0, 2**32 - 1) | None = None
+    # The Keras backend, set as KERAS_BACKEND before Keras is imported.
+    backend: Literal["tensorflow", "jax", "torch"] = "tensorflow"
     deterministic: bool = False
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = "float32"
     distribute: Literal["auto", "none", "mirrored", "multi_worker"] = "auto"

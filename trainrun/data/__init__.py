@@ -111,10 +111,12 @@ def _check_scale(loaded: LoadedConfig, shapes: list, name: str) -> None:
 def encode_labels(loaded: LoadedConfig, data: Data, model: Any) -> Data:
     """`data.one_hot`: integer labels -> one-hot rows, as wide as the model's output
     (or `data.num_classes`). Needs the built model, so it runs after building it."""
-    from trainrun.keras_compat import producing_layer  # imports Keras: not at preload
     cfg = loaded.config.data
     if not cfg.one_hot:
         return data
+    # Here, not at the top: `preload` runs before Keras is imported on the run's backend.
+    from trainrun.keras_compat import producing_layer
+
     where = ("data", "num_classes") if cfg.num_classes else ("data", "one_hot")
     outputs = list(getattr(model, "outputs", None) or [])
     names = list(getattr(model, "output_names", None) or []) or [

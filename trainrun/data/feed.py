@@ -81,7 +81,14 @@ class Feed:
 
     @classmethod
     def build(cls, loaded: LoadedConfig) -> Feed:
-        """Read the run's train / validation / test splits, preprocessed as configured."""
+        """Read the run's train / validation / test splits, preprocessed as configured;
+        the feed of the Keras backend this process runs (TensorFlow's, or NumPy's)."""
+        import keras
+
+        if cls is Feed and keras.backend.backend() != "tensorflow":
+            from trainrun.data.numpy_feed import NumpyFeed
+
+            return NumpyFeed.build(loaded)
         return cls(
             loaded, build_data(loaded), Batching.of(loaded), Preprocessing.of(loaded.config.data)
         )
@@ -141,6 +148,12 @@ class Feed:
         self.data = encode_labels(self.loaded, self.data, model)
 
     # ------------------------------------------------------------ batches (TensorFlow)
+    def epoch_counter(self, epoch: int) -> Any:
+        """What `train_batches(partial=False)` reads each epoch's order from."""
+        import tensorflow as tf
+
+        return tf.Variable(epoch, dtype=tf.int64, trainable=False)
+
     def train_batches(
         self, epoch: int, step: int, *, partial: bool, epoch_var: Any
     ) -> tuple[Any, int | None]:

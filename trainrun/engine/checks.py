@@ -5,11 +5,11 @@ from __future__ import annotations
 import contextlib
 import inspect
 import re
+import sys
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import tensorflow as tf
 
 from trainrun import keras_compat
 from trainrun.builders.callback_list import callback_specs
@@ -260,7 +260,9 @@ def weights_fit_in_memory(loaded: LoadedConfig) -> Iterator[None]:
     """
     try:
         yield
-    except tf.errors.ResourceExhaustedError as exc:
+    except Exception as exc:
+        if not _out_of_memory(exc):
+            raise
         found = re.search(r"shape\s*\[([^\]]*)\] and type (\w+)", str(exc))
         what = f" a {found[2]} tensor of shape [{found[1]}]" if found else ""
         raise loaded.error(
@@ -268,6 +270,15 @@ def weights_fit_in_memory(loaded: LoadedConfig) -> Iterator[None]:
             "make the largest layer smaller (its units, filters or other sizes)",
             ("model",),
         ) from None
+
+
+def _out_of_memory(exc: Exception) -> bool:
+    """TensorFlow's allocation failure (no other backend's error is matched)."""
+    if sys.modules.get("tensorflow") is None:  # not imported (or blocked: not installed)
+        return False
+    import tensorflow as tf
+
+    return isinstance(exc, tf.errors.ResourceExhaustedError)
 
 
 MAX_MODES = ("acc", "accuracy", "auc", "precision", "recall", "f1", "iou")

@@ -35,6 +35,7 @@ def _record(trainer: Trainer, loaded: LoadedConfig, provenance: dict) -> RunReco
         epochs=loaded.config.fit.epochs,
         best=None,
         seed=loaded.config.seed,
+        backend=trainer.rt.backend,
         devices=trainer.rt.devices,
         versions=runtime.versions(),
         config_source=str(Path(loaded.file).resolve()),

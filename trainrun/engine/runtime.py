@@ -23,13 +23,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 import trainrun
 from trainrun import keras_compat
 from trainrun.config import LoadedConfig
-from trainrun.data import pipeline
 from trainrun.errors import TrainrunError
+from trainrun.lazy import lazy_module
+
+# Imported on first use: setup() hands the JAX and torch backends to
+# engine/backend_runtime.py, which runs without TensorFlow.
+tf = lazy_module("tensorflow")
 
 # Split the CPU into N logical devices, so that `distribute: mirrored` (and
 # tests) can run data-parallel on a machine without GPUs. A property of the
@@ -58,6 +61,7 @@ class Runtime:
     jit_compile: bool | str = "auto"
     notes: list[str] = field(default_factory=list)
     task: Task | None = None  # set under distribute: multi_worker with a TF_CONFIG cluster
+    backend: str = "tensorflow"  # the Keras backend (engine/backend_runtime.py for the others)
 
     @property
     def is_chief(self) -> bool:
@@ -91,6 +95,11 @@ class Runtime:
 
 
 def versions() -> dict[str, str]:
+    backend = keras.backend.backend()
+    if backend != "tensorflow":
+        from trainrun.engine.backend_runtime import versions as other_versions
+
+        return other_versions()
     return {
         "python": platform.python_version(),
         "tensorflow": tf.__version__,
@@ -330,7 +339,14 @@ def _used_devices(strategy: Any, gpus: list) -> list[str]:
 
 
 def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
-    """Configure TensorFlow for this run. Call once per process, before building anything."""
+    """Configure TensorFlow for this run. Call once per process, before building anything.
+    Another Keras backend is set up by engine/backend_runtime.py."""
+    if keras.backend.backend() != "tensorflow":
+        from trainrun.engine import backend_runtime
+
+        return backend_runtime.setup(loaded, device=device)
+    from trainrun.data import pipeline
+
     cfg = loaded.config
     notes: list[str] = []
     task = tf_config_task() if cfg.distribute == "multi_worker" else None
@@ -389,6 +405,10 @@ def steps_per_execution(
     saves then happen once per execution, so an epoch keeps a few of them.
     """
     spe = loaded.config.compile.steps_per_execution
+    if rt is not None and rt.backend != "tensorflow":
+        from trainrun.engine import backend_runtime
+
+        return backend_runtime.steps_per_execution(loaded, steps_per_epoch, rt)
     if rt is not None and rt.strategy.num_replicas_in_sync > 1:
         limit = keras_compat.DISTRIBUTED_MAX_STEPS_PER_EXECUTION
         if spe != "auto" and int(spe) > limit:

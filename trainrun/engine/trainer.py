@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import keras
-import tensorflow as tf
 
 import trainrun
 from trainrun import keras_compat
@@ -226,7 +225,7 @@ class Trainer:
         epochs = cfg.fit.epochs
         for line in self.adapt_lines:
             self.events.info(line)
-        epoch_var = tf.Variable(self.start_epoch, dtype=tf.int64, trainable=False)
+        epoch_var = self.feed.epoch_counter(self.start_epoch)
         # Every worker saves (saving reads synchronised variables: a collective), each
         # into its own run directory; a non-chief's is <chief run>/<task>/.
         store = st.StateStore(self.run.state_dir) if cfg.outputs.state else None

@@ -180,6 +180,7 @@ class RunRecord:
     epochs: int | None = None  # the target
     best: Best | None = None
     seed: int | None = None
+    backend: str | None = None  # the Keras backend it trained on
     devices: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     config_source: str | None = None
@@ -288,6 +289,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "epochs": _checked(count),
     "best": _best,
     "seed": _checked(_integer),
+    "backend": _checked(_text),
     "devices": _mapping,
     "versions": _mapping,
     "config_source": _checked(_text),

@@ -1,0 +1,257 @@
+"""`backend: tensorflow | jax | torch`: the same YAML on any Keras backend.
+
+On JAX (installed with the `dev` extra): a killed run resumes bitwise as if never
+stopped, evaluate/predict use the run's backend, a JAX-trained model predicts
+the same on TensorFlow, training runs with TensorFlow not importable, and
+`distribute: mirrored` is keras.distribution.DataParallel over two CPU devices.
+torch is not in `dev` (its Linux wheel pulls gigabytes of CUDA libraries): its
+tests run where it is installed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import (
+    CONFIGS,
+    ROOT,
+    assert_clean_error,
+    assert_same_model,
+    cli,
+    data_dir,
+    only_run,
+    read_history,
+    resume_workdir,
+    run_info,
+)
+
+MLP = CONFIGS / "mnist_mlp.yaml"
+TINY = ["--set", "data.limit.train=512", "--set", "fit.epochs=1"]
+HAS_JAX = importlib.util.find_spec("jax") is not None
+HAS_TORCH = importlib.util.find_spec("torch") is not None
+needs_jax = pytest.mark.skipif(not HAS_JAX, reason="jax is not installed: pip install -e '.[jax]'")
+needs_torch = pytest.mark.skipif(
+    not HAS_TORCH, reason="torch is not installed: pip install -e '.[torch]' (a large wheel)"
+)
+# As if TensorFlow were not installed: `import tensorflow` fails, and
+# importlib.util.find_spec('tensorflow') finds nothing.
+NO_TF_SITE = "import sys\nsys.modules['tensorflow'] = None\n"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def jax_cache(tmp_path_factory) -> Path:
+    """One JAX compilation cache for this file's runs (not the user's ~/.cache)."""
+    cache = tmp_path_factory.mktemp("jax_cache")
+    before = os.environ.get("TRAINRUN_JAX_CACHE")
+    os.environ["TRAINRUN_JAX_CACHE"] = str(cache)
+    yield cache
+    if before is None:
+        del os.environ["TRAINRUN_JAX_CACHE"]
+    else:
+        os.environ["TRAINRUN_JAX_CACHE"] = before
+
+
+def no_tensorflow(tmp_path: Path) -> dict[str, str]:
+    site = tmp_path / "no_tf"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(NO_TF_SITE)
+    return {"PYTHONPATH": f"{ROOT}:{site}"}
+
+
+def fit(runs: Path, *extra: str, env: dict | None = None, config: Path = MLP):
+    r = cli("fit", config, "--runs-dir", runs, *extra, env=env)
+    return r
+
+
+# ---------------------------------------------------------------- fast: bad input
+
+
+def test_missing_backend_package_is_one_line(tmp_path):
+    if HAS_TORCH:
+        pytest.skip("torch is installed: nothing missing to report")
+    r = fit(tmp_path / "runs", "--set", "backend=torch")
+    assert_clean_error(r, "backend: torch needs torch", "pip install -e '.[torch]'")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unknown_backend_is_a_config_error(tmp_path):
+    r = cli("validate", MLP, "--set", "backend=theano")
+    assert_clean_error(r, "backend", "tensorflow", "jax", "torch")
+
+
+def test_torch_cannot_mirror(tmp_path):
+    r = cli("validate", MLP, "--set", "backend=torch", "--set", "distribute=mirrored")
+    assert_clean_error(r, "distribute: mirrored", "torch")
+
+
+# ---------------------------------------------------------------- the NumPy feed
+
+
+@pytest.mark.slow
+def test_numpy_feed_order_is_decided_by_seed_and_epoch():
+    from trainrun.data.arrays import ArraySplit
+    from trainrun.data.numpy_feed import EpochBatches, EpochCounter, batches
+
+    x = np.arange(50, dtype=np.uint8).reshape(25, 2)
+    split = ArraySplit(x, np.arange(25))
+    kw = {"batch_size": 4, "shuffle": True, "seed": 3, "scale": 2.0}
+    run = list(batches(split, start_batch=0, repeat=False, **kw))
+    assert len(run) == 7 and len(run[-1][0]) == 1  # the last batch is short
+    assert sorted(np.concatenate([b[1] for b in run]).tolist()) == list(range(25))
+    assert run[0][0].dtype == np.float32 and np.array_equal(run[0][0], x[run[0][1]] / 2.0)
+    # From any global batch, the uninterrupted run's batches.
+    stream = batches(split, start_batch=0, repeat=True, **kw)
+    whole = [next(stream) for _ in range(21)]  # three passes
+    for start in (0, 5, 7, 16):
+        tail = itertools.islice(batches(split, start_batch=start, repeat=True, **kw), 21 - start)
+        for got, want in zip(tail, whole[start:], strict=True):
+            assert np.array_equal(got[1], want[1])
+    # Each epoch its own order; the PyDataset of epoch e is pass e.
+    counter = EpochCounter(0)
+    epochs = EpochBatches(split, counter=counter, **kw)
+    assert len(epochs) == 7
+    for e in range(3):
+        counter.assign(e)
+        got = np.concatenate([epochs[i][1] for i in range(len(epochs))])
+        want = np.concatenate([b[1] for b in whole[7 * e : 7 * e + 7]])
+        assert np.array_equal(got, want)
+    assert not np.array_equal(whole[0][1], whole[7][1])
+
+
+# ---------------------------------------------------------------- JAX
+
+
+@pytest.fixture(scope="module")
+def jax_work(tmp_path_factory) -> Path:
+    return resume_workdir(tmp_path_factory, "jax")
+
+
+def _tiny(work: Path, name: str, *extra: str, env: dict | None = None):
+    runs = work / "runs"
+    before = set(runs.iterdir()) if runs.exists() else set()
+    r = cli(
+        "fit",
+        work / "tiny.yaml",
+        "--runs-dir",
+        runs,
+        "--name",
+        name,
+        "--set",
+        "backend=jax",
+        "--set",
+        "fit.epochs=2",
+        "--set",
+        "data.limit.train=512",
+        *extra,
+        env=env,
+    )
+    (run,) = set(runs.iterdir()) - before
+    return r, run
+
+
+@pytest.fixture(scope="module")
+def jax_baseline(jax_work) -> Path:
+    if not HAS_JAX:
+        pytest.skip("jax is not installed: pip install -e '.[jax]'")
+    r, run = _tiny(jax_work, "baseline")
+    assert r.returncode == 0, r.stdout + r.stderr
+    return run
+
+
+@needs_jax
+@pytest.mark.slow
+def test_jax_run_records_its_backend(jax_baseline, jax_cache):
+    info = run_info(jax_baseline)
+    assert info["devices"]["compilation_cache"] == str(jax_cache)
+    assert any(jax_cache.iterdir())  # compiled programs kept for the next process
+    assert info["backend"] == "jax"
+    assert info["devices"]["backend"] == "jax" and info["devices"]["used"] == ["cpu:0"]
+    assert "jax" in info["versions"] and "tensorflow" not in info["versions"]
+    assert "backend: jax" in (jax_baseline / "config.yaml").read_text()
+    assert len(read_history(jax_baseline)) == 2
+
+
+@needs_jax
+@pytest.mark.slow
+def test_jax_killed_mid_epoch_resumes_bitwise(jax_work, jax_baseline):
+    r, run = _tiny(jax_work, "killed", env={"KILL_AT": "1:5"})
+    assert r.returncode == -signal.SIGKILL
+    out = cli("resume", run)  # the run's backend, from its config.yaml
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "resuming from epoch" in out.stdout
+    assert_same_model(run, jax_baseline)
+    assert run_info(run)["status"] == "completed"
+
+
+@needs_jax
+@pytest.mark.slow
+def test_jax_model_predicts_the_same_on_tensorflow(jax_baseline, tmp_path):
+    with np.load(Path(data_dir()) / "mnist.npz") as f:
+        np.save(tmp_path / "x.npy", f["x_test"][:64])
+    preds = {}
+    for backend in ("jax", "tensorflow"):
+        out = tmp_path / f"{backend}.npy"
+        extra = ["--backend", backend] if backend == "tensorflow" else []
+        r = cli("predict", jax_baseline, tmp_path / "x.npy", "--out", out, *extra)
+        assert r.returncode == 0, r.stdout + r.stderr
+        preds[backend] = np.load(out)
+    assert preds["jax"].shape == (64, 10)
+    np.testing.assert_allclose(preds["jax"], preds["tensorflow"], rtol=1e-5, atol=1e-6)
+
+
+@needs_jax
+@pytest.mark.slow
+def test_jax_trains_without_tensorflow(tmp_path):
+    env = no_tensorflow(tmp_path)
+    checked = cli("validate", MLP, "--set", "backend=jax", env=env)  # builds the model
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    r = fit(tmp_path / "runs", "--set", "backend=jax", *TINY, env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = only_run(tmp_path / "runs")
+    assert not (run / "tensorboard").exists()  # TensorBoard's writer is TensorFlow's
+    ev = cli("evaluate", run, env=env)
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    # A tf.data source says, in one line, that it needs TensorFlow.
+    (tmp_path / "ds.py").write_text("def make():\n    raise AssertionError('not called')\n")
+    cfg = tmp_path / "tfdata.yaml"
+    cfg.write_text(
+        "backend: jax\ndata:\n  source: tfdata\n  train: {factory: 'ds:make'}\n"
+        "model:\n  layers:\n    - Input: {shape: [4]}\n    - Dense: {units: 1}\n"
+        "compile: {optimizer: sgd, loss: mse}\n"
+    )
+    bad = fit(tmp_path / "runs2", config=cfg, env=env)
+    assert_clean_error(bad, "source: tfdata needs TensorFlow", "pip install tensorflow-cpu")
+    assert not (tmp_path / "runs2").exists()
+
+
+@needs_jax
+@pytest.mark.slow
+def test_jax_data_parallel_over_two_cpu_devices(tmp_path):
+    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+    r = fit(
+        tmp_path / "runs", "--set", "backend=jax", "--set", "distribute=mirrored", *TINY, env=env
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    devices = run_info(only_run(tmp_path / "runs"))["devices"]
+    assert devices["strategy"] == "DataParallel" and devices["replicas"] == 2
+    assert devices["used"] == ["cpu:0", "cpu:1"]
+
+
+# ---------------------------------------------------------------- torch
+
+
+@needs_torch
+@pytest.mark.slow
+def test_torch_fit_and_predict_on_tensorflow(tmp_path):
+    r = fit(tmp_path / "runs", "--set", "backend=torch", *TINY)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = only_run(tmp_path / "runs")
+    assert run_info(run)["backend"] == "torch"
+    ev = cli("evaluate", run)
+    assert ev.returncode == 0, ev.stdout + ev.stderr

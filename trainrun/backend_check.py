@@ -1,0 +1,68 @@
+"""What a config asks of its Keras backend, checked before Keras is imported.
+
+A backend other than TensorFlow runs without TensorFlow installed; what still
+needs it (tf.data sources, image decoding) and what a backend cannot do (torch
+has no data-parallel distribution in Keras; multi-worker training is
+TensorFlow's) is refused here in one line, before any training starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+from trainrun.config import LoadedConfig
+from trainrun.errors import ConfigError
+
+# Sources read with TensorFlow ops (tf.data, tf.image), on any backend.
+TF_SOURCES = {
+    "tfdata": "a tf.data dataset (or TFRecord files)",
+    "image_folder": "image decoding (tf.image)",
+    "text_folder": "string tensors",
+}
+
+
+def tensorflow_installed() -> bool:
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def check_backend(loaded: LoadedConfig) -> None:
+    cfg = loaded.config
+    backend = cfg.backend
+    if backend == "tensorflow":
+        return
+    source = cfg.data.source
+    if source == "text_folder":
+        raise ConfigError(
+            f"source: text_folder feeds strings to the model, which only backend: tensorflow "
+            f"has; set backend: tensorflow (backend is {backend})",
+            path="data.source",
+        )
+    if source in TF_SOURCES and not tensorflow_installed():
+        raise ConfigError(
+            f"source: {source} needs TensorFlow for {TF_SOURCES[source]}, which is not "
+            f"installed: pip install tensorflow-cpu, or use an in-memory source on backend: "
+            f"{backend}",
+            path="data.source",
+        )
+    if not tensorflow_installed():
+        from trainrun.registry import split_component
+
+        for i, item in enumerate(cfg.callbacks):
+            if split_component(item)[0].rsplit(".", 1)[-1] == "TensorBoard":
+                raise ConfigError(
+                    "TensorBoard writes its events with TensorFlow (tf.summary), which is not "
+                    f"installed: pip install tensorflow-cpu, or remove it on backend: {backend}",
+                    path=f"callbacks.{i}",
+                )
+    if cfg.distribute == "multi_worker":
+        raise ConfigError(
+            f"distribute: multi_worker runs on backend: tensorflow only (TF_CONFIG); on "
+            f"backend: {backend} use distribute: auto or mirrored (one machine)",
+            path="distribute",
+        )
+    if backend == "torch" and cfg.distribute == "mirrored":
+        raise ConfigError(
+            "distribute: mirrored has no torch implementation in Keras (keras.distribution "
+            "is JAX's); use backend: jax or tensorflow, or distribute: none",
+            path="distribute",
+        )

@@ -1,0 +1,223 @@
+"""The data feed of the JAX and torch backends: batches of in-memory arrays made
+in NumPy, without TensorFlow.
+
+The order rule is the TensorFlow feed's (`pipeline.py`): the sample order of
+pass ``p`` over the data is decided by ``(seed, p)`` alone, so a resumed run
+sees exactly the batches the uninterrupted run saw, from any batch on. The
+permutation itself is NumPy's (``default_rng([seed, p]).permutation``), not
+TensorFlow's stateless shuffle, so the same seed gives a different (equally
+random) order on TensorFlow than on JAX or torch: TensorFlow's op cannot be
+run without TensorFlow, and reproducing its Philox-based kernel in NumPy would
+tie trainrun to an implementation detail.
+
+Batches reach ``model.fit`` as a `keras.utils.PyDataset` (one epoch, its order
+read from an `EpochCounter` that the StateKeeper sets as each epoch begins, as
+the TensorFlow feed reads its ``tf.Variable``), or as a generator (the rest of
+an interrupted epoch; or, with fit.steps_per_epoch, one iterator that runs on
+across epochs, as Keras does).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import keras
+import numpy as np
+
+from trainrun.data.arrays import ArraySplit
+from trainrun.data.feed import EvalBatches, Feed, in_memory
+from trainrun.errors import DataError
+
+_FOREVER = 2**62
+
+
+def needs_tensorflow(what: str) -> DataError:
+    return DataError(
+        f"{what} needs TensorFlow (tf.data), which backend: {keras.backend.backend()} runs "
+        "without: pip install tensorflow-cpu, or set backend: tensorflow"
+    )
+
+
+class EpochCounter:
+    """The epoch whose order `EpochBatches` serves: what the TensorFlow feed keeps in a
+    tf.Variable (the StateKeeper calls ``assign`` as each epoch begins)."""
+
+    def __init__(self, epoch: int) -> None:
+        self.value = int(epoch)
+
+    def assign(self, epoch: int) -> None:
+        self.value = int(epoch)
+
+    def read_value(self) -> int:
+        return self.value
+
+
+def permutation(n: int, shuffle: bool, seed: int, pass_index: int) -> np.ndarray:
+    """The sample order of one pass: keyed by (seed, pass) alone."""
+    if not shuffle:
+        return np.arange(n, dtype=np.int64)
+    return np.random.default_rng([int(seed), int(pass_index)]).permutation(n)
+
+
+def _parts(split: ArraySplit) -> tuple:
+    parts: tuple = (split.x,)
+    if split.y is not None:
+        parts += (split.y,)
+        if split.sample_weight is not None:
+            parts += (split.sample_weight,)
+    return parts
+
+
+def _map(fn: Any, nest: Any) -> Any:
+    if isinstance(nest, dict):
+        return {k: fn(v) for k, v in nest.items()}
+    return fn(nest)
+
+
+class _Gather:
+    """Batches of a split by index, scaled as the TensorFlow feed scales them
+    (float32, then one divisor, or one per feature of the last axis)."""
+
+    def __init__(self, split: ArraySplit, scale: float | np.ndarray | None) -> None:
+        self.parts = _parts(split)
+        self.scale = None if scale is None else np.asarray(scale, np.float32)
+
+    def __call__(self, index: np.ndarray) -> tuple:
+        taken = tuple(_map(lambda a: np.take(a, index, axis=0), p) for p in self.parts)
+        if self.scale is not None:
+            x = _map(lambda a: a.astype(np.float32) / self.scale, taken[0])
+            taken = (x, *taken[1:])
+        return taken
+
+
+def _cut(order: np.ndarray, batch_size: int, i: int) -> np.ndarray:
+    return order[i * batch_size : (i + 1) * batch_size]
+
+
+def batches(
+    split: ArraySplit,
+    *,
+    batch_size: int,
+    shuffle: bool = False,
+    seed: int = 0,
+    start_batch: int = 0,
+    repeat: bool = False,
+    scale: float | np.ndarray | None = None,
+) -> Iterator[tuple]:
+    """Batches of `split` from global batch `start_batch` (pipeline.batches' rule):
+    global batch g is batch ``g % S`` of pass ``g // S``; with `repeat`, for ever."""
+    n = len(split)
+    per_pass = math.ceil(n / batch_size)
+    gather = _Gather(split, scale)
+    first_pass, skip = divmod(start_batch, per_pass)
+    last = _FOREVER if repeat else first_pass + 1
+    for p in range(first_pass, last):
+        order = permutation(n, shuffle, seed, p)
+        for i in range(skip if p == first_pass else 0, per_pass):
+            yield gather(_cut(order, batch_size, i))
+
+
+class EpochBatches(keras.utils.PyDataset):
+    """One epoch of batches in the order of the epoch `counter` holds when read.
+
+    Keras makes a new iterator each epoch, after the callbacks' on_epoch_begin; the
+    StateKeeper sets `counter` there, so epoch e is pass e of `batches`.
+    """
+
+    def __init__(
+        self,
+        split: ArraySplit,
+        *,
+        batch_size: int,
+        counter: EpochCounter | None = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        scale: float | np.ndarray | None = None,
+    ) -> None:
+        super().__init__(workers=1, use_multiprocessing=False)
+        self.n = len(split)
+        self.batch_size = batch_size
+        self.counter = counter or EpochCounter(0)
+        self.shuffle, self.seed = shuffle, seed
+        self.gather = _Gather(split, scale)
+        self._order: tuple[int, np.ndarray] | None = None
+
+    def __len__(self) -> int:
+        return math.ceil(self.n / self.batch_size)
+
+    def __getitem__(self, i: int) -> tuple:
+        if i >= len(self):
+            raise IndexError(i)
+        epoch = self.counter.read_value()
+        if self._order is None or self._order[0] != epoch:
+            self._order = (epoch, permutation(self.n, self.shuffle, self.seed, epoch))
+        return self.gather(_cut(self._order[1], self.batch_size, i))
+
+
+class NumpyFeed(Feed):
+    """`Feed` whose batches are NumPy arrays: the feed of the JAX and torch backends.
+
+    A split that is a tf.data dataset (source: tfdata) is passed to Keras as it is
+    (Keras iterates it as NumPy on any backend); that needs TensorFlow installed.
+    """
+
+    def epoch_counter(self, epoch: int) -> EpochCounter:
+        return EpochCounter(epoch)
+
+    def train_batches(
+        self, epoch: int, step: int, *, partial: bool, epoch_var: Any
+    ) -> tuple[Any, int | None]:
+        b = self.batching
+        train = self.data.train
+        if not in_memory(train):
+            return (train.skip(step) if partial else train), b.steps_per_epoch
+        kw = {
+            "batch_size": b.train,
+            "shuffle": b.shuffle,
+            "seed": b.seed,
+            "scale": self.preprocessing.scale,
+        }
+        if b.steps_per_epoch:
+            spe = b.steps_per_epoch
+            gen = batches(train, start_batch=epoch * spe + step, repeat=True, **kw)
+            return gen, (spe - step) if partial else spe
+        if partial:
+            start = epoch * self.steps_per_epoch() + step
+            return batches(train, start_batch=start, **kw), None
+        return EpochBatches(train, counter=epoch_var, **kw), None
+
+    def validation_batches(self) -> Any:
+        val = self.data.validation
+        if val is None or not in_memory(val):
+            return val
+        return EpochBatches(val, batch_size=self.batching.evaluate, scale=self.preprocessing.scale)
+
+    def eval_batches(self, name: str) -> EvalBatches:
+        value = self.split(name)
+        if not in_memory(value):
+            return super().eval_batches(name)
+        if len(value) == 0:
+            raise DataError(f"the {name} data of this run is empty")
+        size = self.batching.evaluate
+        ds = EpochBatches(value, batch_size=size, scale=self.preprocessing.scale)
+        return EvalBatches(ds, None, len(value), size)
+
+    def first_batch(self) -> tuple:
+        train = self.data.train
+        if not in_memory(train):
+            return super().first_batch()
+        part = train.take(min(self.batching.train, len(train)))
+        x = _map(self.preprocessing.scaled, part.x)
+        if any(a.dtype.kind in "OSU" for a in (x.values() if isinstance(x, dict) else [x])):
+            raise DataError(
+                f"text inputs need backend: tensorflow; backend {keras.backend.backend()} "
+                "has no string tensors"
+            )
+        batch: tuple = (x,)
+        if part.y is not None:
+            batch += (part.y,)
+            if part.sample_weight is not None:
+                batch += (part.sample_weight,)
+        return batch
