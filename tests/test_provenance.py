@@ -197,6 +197,23 @@ def test_changes_name_what_moved_and_nothing_else(tmp_path, cache_dir, monkeypat
     assert found[0].then == "0.0.1"
 
 
+def test_the_backend_compared_is_the_configs_not_the_environments(
+    tmp_path, cache_dir, monkeypatch
+):
+    # resume checks before Keras is imported, so KERAS_BACKEND is not yet set: the
+    # present backend is the one the run's config.yaml names.
+    cfg = _numpy_config(tmp_path)
+    cfg.write_text(cfg.read_text() + "backend: jax\n")
+    monkeypatch.setenv("KERAS_BACKEND", "jax")
+    record, text = _record_of(load_config(cfg), cfg)
+    assert record.provenance["environment"]["backend"] == "jax"
+    assert "jax" in record.provenance["environment"]["versions"]
+    monkeypatch.delenv("KERAS_BACKEND")
+    assert changes(tmp_path, record, text) == []
+    as_tf = changes(tmp_path, record, text.replace("backend: jax", "backend: tensorflow"))
+    assert "backend" in [c.what for c in as_tf], as_tf
+
+
 def test_diff_names_config_keys_provenance_and_best(tmp_path):
     def fake_run(name: str, batch: int, numpy: str, value: float) -> Path:
         run = tmp_path / name

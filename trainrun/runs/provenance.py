@@ -70,14 +70,11 @@ def installed(*distributions: str) -> str | None:
     return None
 
 
-def backend() -> str:
-    """Keras' backend, as Keras picks it: $KERAS_BACKEND, then keras.json, then tensorflow."""
-    chosen = os.environ.get("KERAS_BACKEND")
-    if chosen:
-        return chosen
-    home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        return str(json.loads((home / "keras.json").read_text()).get("backend") or "tensorflow")
+def config_backend(config_text: str) -> str:
+    """The Keras backend a run's config.yaml names (`backend:`; tensorflow by default):
+    trainrun sets Keras to it, whatever $KERAS_BACKEND or keras.json say."""
+    with contextlib.suppress(yaml.YAMLError, AttributeError):
+        return str((yaml.safe_load(config_text) or {}).get("backend") or "tensorflow")
     return "tensorflow"
 
 
@@ -88,10 +85,10 @@ _BACKEND_DISTRIBUTIONS = {
 }
 
 
-def versions() -> dict[str, str | None]:
+def versions(name: str) -> dict[str, str | None]:
+    """trainrun, Keras, the library of backend `name`, NumPy and Python versions."""
     import trainrun
 
-    name = backend()
     return {
         "trainrun": trainrun.__version__,
         "keras": installed("keras"),
@@ -132,12 +129,12 @@ def gpus() -> list[str]:
     return found
 
 
-def environment() -> dict[str, Any]:
+def environment(backend: str) -> dict[str, Any]:
     cpu = _cpuinfo()
     flags = sorted(f for f in cpu.get("flags", "").split() if f.startswith(NUMERIC_FLAGS))
     return {
-        "versions": versions(),
-        "backend": backend(),
+        "versions": versions(backend),
+        "backend": backend,
         "platform": f"{platform.system()}-{platform.release()}",  # platform.platform() reads the interpreter's binary: 7 ms
         "machine": platform.machine(),
         "cpu": cpu.get("model name") or platform.processor() or None,
@@ -500,7 +497,7 @@ def collect(loaded: LoadedConfig, config_text: str, *, mnist: Path | None = None
     git = git_started(Path(loaded.file).resolve().parent)
     cache = HashCache()
     found = {
-        "environment": environment(),
+        "environment": environment(loaded.config.backend),
         "config": {"sha256": config_hash(config_text)},
         "data": data_entries(data_files(loaded, mnist), None, cache),
         "code": code_entries(module_names(loaded.config.model_dump(mode="json")), loaded.base_dir),
@@ -577,7 +574,7 @@ def changes(run_path: Path, record: RunRecord, config_text: str) -> list[Change]
     found: list[Change] = []
     env = prov.get("environment")
     if isinstance(env, dict):
-        found += _environment_changes(env, environment())
+        found += _environment_changes(env, environment(config_backend(config_text)))
     recorded = (prov.get("config") or {}).get("sha256")
     present = config_hash(config_text)
     if recorded and recorded != present:
