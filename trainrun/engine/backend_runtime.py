@@ -230,24 +230,15 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     )
 
 
-def steps_per_execution(loaded: LoadedConfig, steps_per_epoch: int | None, rt: Runtime) -> int:
-    """'auto' per backend: torch runs one step per call (Keras' torch trainer takes no
-    more); JAX takes TensorFlow's rule (up to 128 steps a call, at least 8 calls an
-    epoch), which amortises the per-step dispatch that dominates small models."""
+def torch_steps_per_execution(loaded: LoadedConfig) -> int:
+    """Keras' torch trainer runs one step per call: 'auto' is 1, more is refused. (JAX
+    takes TensorFlow's rule, `runtime.steps_per_execution`: it amortises the per-step
+    dispatch that dominates small models.)"""
     spe = loaded.config.compile.steps_per_execution
-    if rt.backend == "torch":
-        if spe != "auto" and int(spe) > 1:
-            raise loaded.error(
-                f"compile.steps_per_execution: {spe}: Keras' torch backend runs one step per "
-                "call; set it to 1 or auto",
-                ("compile", "steps_per_execution"),
-            )
-        return 1
-    if spe != "auto":
-        return int(spe)
-    if not steps_per_epoch:
-        return 32
-    wanted = max(1, min(128, steps_per_epoch // 8))
-    if loaded.config.fit.steps_per_epoch:
-        return max(d for d in range(1, wanted + 1) if steps_per_epoch % d == 0)
-    return wanted
+    if spe != "auto" and int(spe) > 1:
+        raise loaded.error(
+            f"compile.steps_per_execution: {spe}: Keras' torch backend runs one step per "
+            "call; set it to 1 or auto",
+            ("compile", "steps_per_execution"),
+        )
+    return 1

@@ -398,18 +398,20 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
 def steps_per_execution(
     loaded: LoadedConfig, steps_per_epoch: int | None, rt: Runtime | None = None
 ) -> int:
-    """'auto': up to 128 steps per call into TensorFlow, and at least 8 calls an epoch.
+    """'auto': up to 128 steps per call into TensorFlow, and at least 8 calls an epoch
+    (JAX takes the same rule; Keras' torch backend runs one step per call).
 
     Larger values amortise Python and dispatch overhead (the big win on small
     models); callbacks' batch hooks, the progress display and mid-epoch state
     saves then happen once per execution, so an epoch keeps a few of them.
     """
     spe = loaded.config.compile.steps_per_execution
-    if rt is not None and rt.backend != "tensorflow":
+    backend = rt.backend if rt is not None else "tensorflow"
+    if backend == "torch":
         from trainrun.engine import backend_runtime
 
-        return backend_runtime.steps_per_execution(loaded, steps_per_epoch, rt)
-    if rt is not None and rt.strategy.num_replicas_in_sync > 1:
+        return backend_runtime.torch_steps_per_execution(loaded)
+    if backend == "tensorflow" and rt is not None and rt.strategy.num_replicas_in_sync > 1:
         limit = keras_compat.DISTRIBUTED_MAX_STEPS_PER_EXECUTION
         if spe != "auto" and int(spe) > limit:
             rt.notes.append(
