@@ -164,8 +164,6 @@ class Feed:
         `epoch_var` (set by the StateKeeper as each epoch begins). With
         fit.steps_per_epoch set one iterator runs on across epochs, as in Keras.
         """
-        from trainrun.data import pipeline as pl
-
         b = self.batching
         train = self.data.train
         if not in_memory(train):
@@ -179,12 +177,24 @@ class Feed:
         if b.steps_per_epoch:
             # Keras semantics: one iterator runs on across epochs.
             spe = b.steps_per_epoch
-            ds = pl.batches(train, start_batch=epoch * spe + step, repeat=True, **kw)
+            ds = self._batches(train, start_batch=epoch * spe + step, repeat=True, **kw)
             return ds, (spe - step) if partial else spe
         if partial:
             start = epoch * self.steps_per_epoch() + step
-            return pl.batches(train, start_batch=start, **kw), None
-        return pl.epoch_batches(train, epoch_var=epoch_var, **kw), None
+            return self._batches(train, start_batch=start, **kw), None
+        return self._epoch_batches(train, epoch_var, **kw), None
+
+    def _batches(self, split: ArraySplit, **kw: Any) -> Any:
+        """In-memory batches from a global batch on (pipeline.batches' rule), as tf.data."""
+        from trainrun.data import pipeline as pl
+
+        return pl.batches(split, **kw)
+
+    def _epoch_batches(self, split: ArraySplit, epoch_var: Any, **kw: Any) -> Any:
+        """One epoch of in-memory batches, in the order of the epoch `epoch_var` holds."""
+        from trainrun.data import pipeline as pl
+
+        return pl.epoch_batches(split, epoch_var=epoch_var, **kw)
 
     def validation_batches(self) -> Any:
         """The validation split as fit's validation_data, or None."""

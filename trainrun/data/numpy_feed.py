@@ -166,27 +166,11 @@ class NumpyFeed(Feed):
     def epoch_counter(self, epoch: int) -> EpochCounter:
         return EpochCounter(epoch)
 
-    def train_batches(
-        self, epoch: int, step: int, *, partial: bool, epoch_var: Any
-    ) -> tuple[Any, int | None]:
-        b = self.batching
-        train = self.data.train
-        if not in_memory(train):
-            return (train.skip(step) if partial else train), b.steps_per_epoch
-        kw = {
-            "batch_size": b.train,
-            "shuffle": b.shuffle,
-            "seed": b.seed,
-            "scale": self.preprocessing.scale,
-        }
-        if b.steps_per_epoch:
-            spe = b.steps_per_epoch
-            gen = batches(train, start_batch=epoch * spe + step, repeat=True, **kw)
-            return gen, (spe - step) if partial else spe
-        if partial:
-            start = epoch * self.steps_per_epoch() + step
-            return batches(train, start_batch=start, **kw), None
-        return EpochBatches(train, counter=epoch_var, **kw), None
+    def _batches(self, split: ArraySplit, **kw: Any) -> Any:
+        return batches(split, **kw)
+
+    def _epoch_batches(self, split: ArraySplit, epoch_var: Any, **kw: Any) -> Any:
+        return EpochBatches(split, counter=epoch_var, **kw)
 
     def validation_batches(self) -> Any:
         val = self.data.validation
