@@ -78,6 +78,18 @@ class MyDense(keras.layers.Dense):
 """
 
 
+def trained_project(root: Path, config: str) -> Path:
+    """`root`/proj with CUSTOM_OBJECTS as my_objs.py and `config` as cfg.yaml beside it,
+    trained once into proj/runs."""
+    proj = root / "proj"
+    proj.mkdir()
+    (proj / "my_objs.py").write_text(CUSTOM_OBJECTS)
+    (proj / "cfg.yaml").write_text(config)
+    result = cli("fit", "cfg.yaml", "--runs-dir", "runs", cwd=proj)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return proj
+
+
 def cli(
     *args: str, cwd: Path | None = None, env: dict | None = None, timeout: int = 300
 ) -> subprocess.CompletedProcess:

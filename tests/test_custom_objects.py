@@ -16,7 +16,7 @@ import textwrap
 import numpy as np
 import pytest
 from conftest import CUSTOM_OBJECTS as MODULE
-from conftest import ROOT, assert_clean_error, cli, only_run, read_history
+from conftest import ROOT, assert_clean_error, cli, only_run, read_history, trained_project
 
 pytestmark = pytest.mark.slow
 
@@ -41,14 +41,7 @@ outputs: {tensorboard: false}
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
     """A project directory with my_objs.py and the config beside it, trained once."""
-    root = tmp_path_factory.mktemp("custom")
-    proj = root / "proj"
-    proj.mkdir()
-    (proj / "my_objs.py").write_text(MODULE)
-    (proj / "cfg.yaml").write_text(CONFIG)
-    result = cli("fit", "cfg.yaml", "--runs-dir", "runs", cwd=proj)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return proj
+    return trained_project(tmp_path_factory.mktemp("custom"), CONFIG)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, CUSTOM_OBJECTS, assert_clean_error, cli, only_run
+from conftest import CONFIGS, CUSTOM_OBJECTS, assert_clean_error, cli, only_run, trained_project
 
 from trainrun.errors import TrainrunError
 from trainrun.runs import exports
@@ -141,14 +141,7 @@ def test_runs_and_show_read_exports_without_tensorflow(tmp_path):
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    proj = root / "proj"
-    proj.mkdir()
-    (proj / "my_objs.py").write_text(MODULE)
-    (proj / "cfg.yaml").write_text(CONFIG)
-    result = cli("fit", "cfg.yaml", "--runs-dir", "runs", cwd=proj)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return proj
+    return trained_project(tmp_path_factory.mktemp("export"), CONFIG)
 
 
 @pytest.fixture(scope="module")
