@@ -243,6 +243,20 @@ def test_jax_data_parallel_over_two_cpu_devices(tmp_path):
     assert devices["used"] == ["cpu:0", "cpu:1"]
 
 
+@needs_jax
+@pytest.mark.slow
+def test_jax_data_on_device_resumes_bitwise_as_the_host_run(jax_work, jax_baseline):
+    """data.on_device keeps the arrays on the device and gathers batches there: the
+    same batches, so a run killed mid-epoch resumes to the host-fed run's weights."""
+    r, run = _tiny(jax_work, "on-device", "--set", "data.on_device=true", env={"KILL_AT": "1:5"})
+    assert r.returncode == -signal.SIGKILL
+    assert run_info(run)["devices"]["data_on_device"] is True
+    assert run_info(jax_baseline)["devices"]["data_on_device"] is False  # auto, on a CPU
+    out = cli("resume", run)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert_same_model(run, jax_baseline)
+
+
 # ---------------------------------------------------------------- torch
 
 

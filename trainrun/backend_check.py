@@ -28,6 +28,19 @@ def tensorflow_installed() -> bool:
 def check_backend(loaded: LoadedConfig) -> None:
     cfg = loaded.config
     backend = cfg.backend
+    if cfg.data.on_device is True:
+        if backend != "jax":
+            raise ConfigError(
+                f"data.on_device: true keeps the data on a JAX device; backend is {backend}: "
+                "set backend: jax, or data.on_device: auto",
+                path="data.on_device",
+            )
+        if cfg.data.source in TF_SOURCES:
+            raise ConfigError(
+                f"data.on_device: true needs in-memory data (mnist, numpy, csv); source: "
+                f"{cfg.data.source} is read with TensorFlow: set data.on_device: auto",
+                path="data.on_device",
+            )
     if backend == "tensorflow":
         return
     source = cfg.data.source

@@ -318,3 +318,15 @@ def registered_objects(kind: str) -> dict[str, Any]:
 def symbolic_build(model: Any, batch: Any) -> None:
     """Build model, loss and metrics from one batch, as Keras' fit does first."""
     model._symbolic_build(data_batch=batch)
+
+
+def use_step_functions(model: Any, *, train: Any, test: Any) -> None:
+    """Make `model.fit` and `model.evaluate` call `train` / `test` as their step
+    functions ``(state, iterator) -> (logs, state)`` (JAX trainer).
+
+    Keras builds its own in `make_train_function` / `make_test_function` only
+    while `model.train_function` / `model.test_function` is None; `compile()`
+    resets both, so this is called after it.
+    """
+    model.train_function = train
+    model.test_function = test

@@ -406,6 +406,8 @@ class DataConfig(Strict):
     limit: Limit | None = None
     image_folder: ImageFolder | None = None
     text_folder: TextFolder | None = None
+    # JAX: keep in-memory data on the device; 'auto' when it fits (data/device_feed.py).
+    on_device: Literal["auto"] | bool = "auto"
 
     @model_validator(mode="after")
     def _fits_source(self) -> DataConfig:

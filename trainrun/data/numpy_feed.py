@@ -19,8 +19,9 @@ across epochs, as Keras does).
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import keras
@@ -76,6 +77,9 @@ def _map(fn: Any, nest: Any) -> Any:
     return fn(nest)
 
 
+Gather = Callable[[np.ndarray], tuple]  # sample indices -> a batch
+
+
 class _Gather:
     """Batches of a split by index, scaled as the TensorFlow feed scales them
     (float32, then one divisor, or one per feature of the last axis)."""
@@ -105,12 +109,14 @@ def batches(
     start_batch: int = 0,
     repeat: bool = False,
     scale: float | np.ndarray | None = None,
+    gather: Gather | None = None,
 ) -> Iterator[tuple]:
     """Batches of `split` from global batch `start_batch` (pipeline.batches' rule):
-    global batch g is batch ``g % S`` of pass ``g // S``; with `repeat`, for ever."""
+    global batch g is batch ``g % S`` of pass ``g // S``; with `repeat`, for ever.
+    `gather` makes a batch from sample indices (default: `_Gather(split, scale)`)."""
     n = len(split)
     per_pass = math.ceil(n / batch_size)
-    gather = _Gather(split, scale)
+    gather = gather or _Gather(split, scale)
     first_pass, skip = divmod(start_batch, per_pass)
     last = _FOREVER if repeat else first_pass + 1
     for p in range(first_pass, last):
@@ -135,13 +141,14 @@ class EpochBatches(keras.utils.PyDataset):
         shuffle: bool = False,
         seed: int = 0,
         scale: float | np.ndarray | None = None,
+        gather: Gather | None = None,
     ) -> None:
         super().__init__(workers=1, use_multiprocessing=False)
         self.n = len(split)
         self.batch_size = batch_size
         self.counter = counter or EpochCounter(0)
         self.shuffle, self.seed = shuffle, seed
-        self.gather = _Gather(split, scale)
+        self.gather = gather or _Gather(split, scale)
         self._order: tuple[int, np.ndarray] | None = None
 
     def __len__(self) -> int:
@@ -159,24 +166,61 @@ class EpochBatches(keras.utils.PyDataset):
 class NumpyFeed(Feed):
     """`Feed` whose batches are NumPy arrays: the feed of the JAX and torch backends.
 
+    On JAX with ``data.on_device`` the arrays are kept on the device and each batch
+    is gathered there (`device_feed.DeviceGather`), bitwise the same batches.
     A split that is a tf.data dataset (source: tfdata) is passed to Keras as it is
     (Keras iterates it as NumPy on any backend); that needs TensorFlow installed.
     """
+
+    on_device: bool = False  # set by place()
+
+    def place(self) -> str | None:
+        """Decide where the in-memory splits live for training (data.on_device), once
+        they are final (after one_hot); returns a note for the run, or None."""
+        setting = self.loaded.config.data.on_device
+        if keras.backend.backend() != "jax" or setting is False or not self.in_memory:
+            return None
+        from trainrun.data import device_feed
+
+        splits = [s for s in (self.data.train, self.data.validation) if in_memory(s)]
+        size = device_feed.nbytes(splits, self.preprocessing.scale)
+        self.on_device, note = device_feed.placement(setting, size)
+        return note
+
+    @functools.cached_property
+    def _gathers(self) -> dict[int, Gather]:
+        return {}
+
+    def _gather(self, split: ArraySplit) -> Gather | None:
+        """The gather of `split`: on the device (made once a split), or None (NumPy's)."""
+        if not self.on_device:
+            return None
+        key = id(split)
+        if key not in self._gathers:
+            from trainrun.data.device_feed import DeviceGather
+
+            self._gathers[key] = DeviceGather(split, self.preprocessing.scale)
+        return self._gathers[key]
 
     def epoch_counter(self, epoch: int) -> EpochCounter:
         return EpochCounter(epoch)
 
     def _batches(self, split: ArraySplit, **kw: Any) -> Any:
-        return batches(split, **kw)
+        return batches(split, gather=self._gather(split), **kw)
 
     def _epoch_batches(self, split: ArraySplit, epoch_var: Any, **kw: Any) -> Any:
-        return EpochBatches(split, counter=epoch_var, **kw)
+        return EpochBatches(split, counter=epoch_var, gather=self._gather(split), **kw)
 
     def validation_batches(self) -> Any:
         val = self.data.validation
         if val is None or not in_memory(val):
             return val
-        return EpochBatches(val, batch_size=self.batching.evaluate, scale=self.preprocessing.scale)
+        return EpochBatches(
+            val,
+            batch_size=self.batching.evaluate,
+            scale=self.preprocessing.scale,
+            gather=self._gather(val),
+        )
 
     def eval_batches(self, name: str) -> EvalBatches:
         value = self.split(name)

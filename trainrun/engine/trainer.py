@@ -108,10 +108,15 @@ class Trainer:
             self.adaptable = adapt.find_adaptable(self.loaded, self.model)
             self._adapt()
             self.feed.encode_labels(self.model)
+            self._place_data()
             args = compile_args(self.loaded, self.model)
             self.model.compile(
                 **args, jit_compile=self.rt.jit_compile, steps_per_execution=self.spe
             )
+            if self.rt.backend == "jax":
+                from trainrun.engine import jax_steps
+
+                self.rt.devices["scan_steps"] = jax_steps.install(self.model, self.spe)
             checks.check_inputs(self.loaded, self.model, self.feed)
             checks.check_labels(self.loaded, self.model, self.feed)
             self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.feed)
@@ -123,6 +128,15 @@ class Trainer:
         self.monitor_mode = checks.monitor_direction(self.loaded, self.model, self.monitor)
         keras_compat.make_saves_atomic(self.model)
         self.timing["prepared_s"] = round(time.time() - trainrun.STARTED_AT, 3)
+
+    def _place_data(self) -> None:
+        """JAX: whether the in-memory data lives on the device (data.on_device)."""
+        if self.rt.backend != "jax":
+            return
+        note = self.feed.place()
+        self.rt.devices["data_on_device"] = self.feed.on_device
+        if note:
+            self.rt.notes.append(note)
 
     def _adapt(self) -> None:
         """Adapt the preprocessing layers on the training data, before anything calls
