@@ -11,7 +11,11 @@ one seed's result moves by a few tenths of a point with the shuffle order alone.
         [--long-epochs 300] [--backend tensorflow|jax|torch]
 
 --backend runs both sides on that Keras backend: the plain script with
-KERAS_BACKEND set, trainrun with `--set backend=...`.
+KERAS_BACKEND set, trainrun with `--set backend=...`. On JAX the MLP also gets
+its floor: the same training written by hand in JAX (bench/jax_floor.py: data on
+the device, one jitted scan an epoch, no validation), and trainrun's distance to
+it. --keras-steps-per-execution N gives the plain script Keras'
+steps_per_execution (default: Keras' default, 1).
 """
 
 from __future__ import annotations
@@ -57,11 +61,9 @@ def run_measured(cmd: list[str], env: dict) -> tuple[float, int, str]:
     return wall, usage.ru_maxrss // 1024, out
 
 
-def keras_once(kind: str, epochs: int, seed: int, env: dict) -> dict:
-    wall, rss, out = run_measured(
-        [sys.executable, str(ROOT / "bench" / "plain_keras.py"), kind, str(epochs), str(seed)],
-        env,
-    )
+def keras_once(kind: str, epochs: int, seed: int, env: dict, spe: int = 1) -> dict:
+    script = [str(ROOT / "bench" / "plain_keras.py"), kind, str(epochs), str(seed), str(spe)]
+    wall, rss, out = run_measured([sys.executable, *script], env)
     result = json.loads(out.strip().splitlines()[-1])
     return {"wall": wall, "rss": rss, **result}
 
@@ -104,6 +106,14 @@ def trainrun_once(config: str, epochs: int, seed: int, env: dict, backend: str) 
         }
 
 
+def floor_once(epochs: int, env: dict) -> list[float]:
+    """Epoch seconds of the hand-written JAX MLP (bench/jax_floor.py)."""
+    _, _, out = run_measured(
+        [sys.executable, str(ROOT / "bench" / "jax_floor.py"), str(epochs)], env
+    )
+    return json.loads(out.strip().splitlines()[-1])["epoch_s"]
+
+
 def summarize(results: list[dict]) -> dict:
     med = lambda key: statistics.median(r[key] for r in results)  # noqa: E731
     return {
@@ -120,6 +130,19 @@ def summarize(results: list[dict]) -> dict:
         if "callbacks_s" in results[0]
         else None,
     }
+
+
+def device_name(env: dict, backend: str) -> str:
+    """The device the backend computes on, as a reader names it."""
+    probe = {
+        "jax": "import jax; d = jax.devices()[0]; print(getattr(d, 'device_kind', d))",
+        "torch": "import torch; c = torch.cuda.is_available(); "
+        "print(torch.cuda.get_device_name(0) if c else 'cpu')",
+        "tensorflow": "import tensorflow as tf; g = tf.config.list_physical_devices('GPU'); "
+        "print(g[0].name if g else 'cpu')",
+    }[backend]
+    r = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    return r.stdout.strip().splitlines()[-1] if r.returncode == 0 and r.stdout.strip() else "?"
 
 
 def startup(env: dict, repeats: int) -> None:
@@ -184,6 +207,7 @@ def main() -> None:
         "--long-epochs", type=int, default=300, help="epochs of the long-run check (0: skip)"
     )
     parser.add_argument("--backend", default="tensorflow", choices=("tensorflow", "jax", "torch"))
+    parser.add_argument("--keras-steps-per-execution", type=int, default=1, metavar="N")
     args = parser.parse_args()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["KERAS_BACKEND"] = args.backend  # the plain script's backend; trainrun's is --set
@@ -195,7 +219,8 @@ def main() -> None:
         sys.exit("bench: set TRAINRUN_DATA_DIR to a folder with the full mnist.npz")
     env["TRAINRUN_DATA_DIR"] = str(Path(env["TRAINRUN_DATA_DIR"]).resolve())
     print(
-        f"backend {args.backend}, {os.cpu_count()} CPUs, {args.repeats} alternating repeats (seeds 1-{args.repeats}), "
+        f"backend {args.backend}, {device_name(env, args.backend)}, "
+        f"plain Keras steps_per_execution {args.keras_steps_per_execution}, {os.cpu_count()} CPUs, {args.repeats} alternating repeats (seeds 1-{args.repeats}), "
         "medians; accuracy: mean over the seeds\n"
     )
     startup(env, max(args.repeats, 3))
@@ -206,10 +231,12 @@ def main() -> None:
     print("-" * len(header))
     for name in args.workloads.split(","):
         config, kind, epochs = WORKLOADS[name]
-        keras_runs, trainrun_runs = [], []
+        keras_runs, trainrun_runs, floors = [], [], []
         for seed in range(1, args.repeats + 1):
-            keras_runs.append(keras_once(kind, epochs, seed, env))
+            keras_runs.append(keras_once(kind, epochs, seed, env, args.keras_steps_per_execution))
             trainrun_runs.append(trainrun_once(config, epochs, seed, env, args.backend))
+            if args.backend == "jax" and name == "mlp":
+                floors.append(floor_once(epochs, env))
         k, t = summarize(keras_runs), summarize(trainrun_runs)
         rows = [
             ("whole process (s)", "wall", "{:.2f}"),
@@ -229,6 +256,12 @@ def main() -> None:
         print(
             f"{name:8} {'accuracy gap (points)':22} {'':>10} {100 * (t['val_acc'] - k['val_acc']):+10.2f}"
         )
+        if floors:
+            floor = statistics.median(statistics.mean(f[1:]) for f in floors)
+            print(
+                f"{name:8} {'floor, epochs 2+ (s)':22} {'hand-written JAX':>21} {floor:7.3f}\n"
+                f"{name:8} {'trainrun / floor':22} {'':>10} {t['epoch_rest'] / floor:10.1f}x"
+            )
         print()
 
 

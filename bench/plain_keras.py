@@ -4,7 +4,7 @@ Keras defaults throughout (no steps_per_execution, no jit_compile argument).
 Prints one JSON line with its own timings; the benchmark measures wall time and
 peak memory from outside.
 
-    python bench/plain_keras.py {mlp|cnn} EPOCHS [SEED]
+    python bench/plain_keras.py {mlp|cnn} EPOCHS [SEED] [STEPS_PER_EXECUTION]
 """
 
 import json
@@ -18,6 +18,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 kind, epochs = sys.argv[1], int(sys.argv[2])
+spe = int(sys.argv[4]) if len(sys.argv) > 4 else 1  # Keras' default
 keras.utils.set_random_seed(int(sys.argv[3]) if len(sys.argv) > 3 else 1)
 
 path = os.path.join(
@@ -40,6 +41,7 @@ if kind == "mlp":
         optimizer=keras.optimizers.RMSprop(learning_rate=0.001),
         loss="sparse_categorical_crossentropy",
         metrics=["sparse_categorical_accuracy"],
+        steps_per_execution=spe,
     )
     batch_size, split, acc = 64, 0.2, "val_sparse_categorical_accuracy"
 else:
@@ -56,7 +58,12 @@ else:
             keras.layers.Dense(10, activation="softmax"),
         ]
     )
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.compile(
+        optimizer="adam",
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        steps_per_execution=spe,
+    )
     batch_size, split, acc = 128, 0.1, "val_accuracy"
 
 
