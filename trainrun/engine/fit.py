@@ -122,19 +122,20 @@ def fit(
     run = _create_run(Path(runs_dir), loaded.config.name, rt)
     trainer = Trainer(loaded, run, events, device=device, rt=rt)
     try:
-        trainer.prepare()
-        config_text = dump_config(loaded)
-        if rt.is_chief:
-            trainer.tracker = MlflowTracker.start(loaded, run, events)
-        with writing(run.config_file):
-            run.write_config(config_text)
-        found = _provenance(run, loaded, config_text)
-        with writing(run.run_json):
-            run.write_record(_record(trainer, loaded, found))
-        with writing(run.train_log):
-            events.attach_log(run.train_log)
-            report_start(events, trainer, "fit")
-        run.acquire()
+        with signals.deferred():  # a signal is raised as this ends, not inside TensorFlow
+            trainer.prepare()
+            config_text = dump_config(loaded)
+            if rt.is_chief:
+                trainer.tracker = MlflowTracker.start(loaded, run, events)
+            with writing(run.config_file):
+                run.write_config(config_text)
+            found = _provenance(run, loaded, config_text)
+            with writing(run.run_json):
+                run.write_record(_record(trainer, loaded, found))
+            with writing(run.train_log):
+                events.attach_log(run.train_log)
+                report_start(events, trainer, "fit")
+            run.acquire()
         signals.raise_if_received()  # one that library code swallowed during start-up
     except BaseException as exc:
         # Start-up failed or was interrupted (Ctrl-C, SIGTERM): no half-made run is left.

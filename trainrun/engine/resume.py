@@ -90,7 +90,8 @@ def _start_resume(
                 f"changed since the run started: {change.what}: {change.then} -> {change.now}"
             )
     trainer = Trainer(loaded, run, events, device=device, resuming=True)
-    trainer.prepare()
+    with signals.deferred():  # raised as building ends, not inside TensorFlow's C++
+        trainer.prepare()
     try:
         if multi_worker:
             run.check_state_present(record)
