@@ -18,9 +18,11 @@ needs_jax = pytest.mark.skipif(not HAS_JAX, reason="jax is not installed: pip in
 MLP = CONFIGS / "mnist_mlp.yaml"
 
 
-def test_data_on_device_needs_jax():
+def test_data_on_device_and_scan_steps_need_jax():
     r = cli("validate", MLP, "--set", "data.on_device=true")
     assert_clean_error(r, "data.on_device: true", "backend: jax")
+    r = cli("validate", MLP, "--set", "compile.scan_steps=true")
+    assert_clean_error(r, "compile.scan_steps: true", "backend: jax")
 
 
 @needs_jax
@@ -97,6 +99,7 @@ SCAN_SCRIPT = textwrap.dedent(
     model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(3)])
     model.compile(loss="mse", steps_per_execution=1)
     assert not jax_steps.install(model, 1)
+    assert not jax_steps.install(model, 4, "auto")  # auto: accelerators only; this is a CPU
     print("ok")
     """
 )

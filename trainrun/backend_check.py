@@ -41,6 +41,12 @@ def check_backend(loaded: LoadedConfig) -> None:
                 f"{cfg.data.source} is read with TensorFlow: set data.on_device: auto",
                 path="data.on_device",
             )
+    if cfg.compile.scan_steps is True and backend != "jax":
+        raise ConfigError(
+            f"compile.scan_steps: true runs Keras' JAX step in a jax.lax.scan; backend is "
+            f"{backend}: set backend: jax, or compile.scan_steps: auto",
+            path="compile.scan_steps",
+        )
     if backend == "tensorflow":
         return
     source = cfg.data.source

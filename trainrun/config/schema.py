@@ -543,6 +543,8 @@ class CompileConfig(Strict):
     ] = None
     jit_compile: Literal["auto"] | bool = "auto"
     steps_per_execution: Literal["auto"] | Count() = "auto"
+    # JAX: the steps of one execution as one lax.scan; 'auto' on accelerators (engine/jax_steps.py).
+    scan_steps: Literal["auto"] | bool = "auto"
 
 
 class FitConfig(Strict):

@@ -63,13 +63,18 @@ def _signature(batch: Any) -> tuple:
     return structure, tuple((tuple(a.shape), str(a.dtype)) for a in leaves)
 
 
-def install(model: Any, steps_per_execution: int) -> bool:
+def install(model: Any, steps_per_execution: int, setting: str | bool = True) -> bool:
     """Use `ScanSteps` for `model`'s fit and evaluate where Keras would loop in
-    Python: more than one step per execution, compiled, one device. Returns
-    whether it did. (Under keras.distribution Keras' own steps keep their
-    shardings.)"""
+    Python: more than one step per execution, compiled, one device; with
+    `setting` 'auto' (compile.scan_steps) only on an accelerator. Returns whether
+    it did. (Under keras.distribution Keras' own steps keep their shardings.)"""
+    if setting == "auto":
+        # Measured on the 2-core CPU (MNIST MLP, 93 steps an execution): epochs the
+        # same as Keras' loop, the first one 0.4 s (cache warm) to 1.9 s longer.
+        setting = jax.devices()[0].platform != "cpu"
     if (
-        steps_per_execution <= 1
+        not setting
+        or steps_per_execution <= 1
         or model.run_eagerly
         or not model.jit_compile
         or keras.distribution.distribution() is not None

@@ -116,7 +116,9 @@ class Trainer:
             if self.rt.backend == "jax":
                 from trainrun.engine import jax_steps
 
-                self.rt.devices["scan_steps"] = jax_steps.install(self.model, self.spe)
+                self.rt.devices["scan_steps"] = jax_steps.install(
+                    self.model, self.spe, self.loaded.config.compile.scan_steps
+                )
             checks.check_inputs(self.loaded, self.model, self.feed)
             checks.check_labels(self.loaded, self.model, self.feed)
             self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.feed)
