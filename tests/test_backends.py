@@ -14,6 +14,8 @@ import importlib.util
 import itertools
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +259,30 @@ def test_jax_data_parallel_over_two_cpu_devices(tmp_path):
 
 
 # ---------------------------------------------------------------- torch
+
+
+@needs_torch
+@pytest.mark.slow
+def test_torch_gallery_metric_result_is_not_its_variable(tmp_path):
+    """On torch, `ops.cast` to the same dtype returns the variable's own tensor, and
+    Keras' torch fit keeps result() tensors in the epoch logs while validation resets
+    and refills the variables: the training count would show validation's."""
+    code = (
+        "import numpy as np\n"
+        "from guide_objects import CategoricalTruePositives\n"
+        "m = CategoricalTruePositives()\n"
+        "m.update_state(np.eye(3), np.eye(3))\n"
+        "r = m.result()\n"
+        "m.reset_state()\n"
+        "print(float(r))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=CONFIGS / "keras_io",
+        env={**os.environ, "KERAS_BACKEND": "torch"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "3.0"
