@@ -92,6 +92,14 @@ def test_torch_cannot_mirror(tmp_path):
     assert_clean_error(r, "distribute: mirrored", "torch")
 
 
+def test_torch_runs_one_step_per_execution(tmp_path):
+    # Keras' torch trainer raises for more; refused before anything is built.
+    r = fit(tmp_path / "runs", "--set", "backend=torch", "--set", "compile.steps_per_execution=4")
+    assert_clean_error(r, "compile.steps_per_execution", "torch", "1 or auto")
+    assert (r.stdout + r.stderr).count("steps_per_execution") == 2  # the key, the option
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- the NumPy feed
 
 
