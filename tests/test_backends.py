@@ -1,11 +1,12 @@
 """`backend: tensorflow | jax | torch`: the same YAML on any Keras backend.
 
-On JAX (installed with the `dev` extra): a killed run resumes bitwise as if never
-stopped, evaluate/predict use the run's backend, a JAX-trained model predicts
-the same on TensorFlow, training runs with TensorFlow not importable, and
-`distribute: mirrored` is keras.distribution.DataParallel over two CPU devices.
-torch is not in `dev` (its Linux wheel pulls gigabytes of CUDA libraries): its
-tests run where it is installed.
+On JAX (installed with the `dev` extra) and on torch, the same tests: a killed
+run resumes bitwise as if never stopped, evaluate/predict use the run's backend,
+the trained model predicts the same on TensorFlow, and training runs with
+TensorFlow not importable. On JAX, `distribute: mirrored` is
+keras.distribution.DataParallel over two CPU devices. torch is not in `dev` (its
+Linux wheel pulls gigabytes of CUDA libraries): its tests run where it is
+installed and are skipped otherwise.
 """
 
 from __future__ import annotations
