@@ -1,11 +1,12 @@
 """`backend: tensorflow | jax | torch`: the same YAML on any Keras backend.
 
-On JAX (installed with the `dev` extra): a killed run resumes bitwise as if never
-stopped, evaluate/predict use the run's backend, a JAX-trained model predicts
-the same on TensorFlow, training runs with TensorFlow not importable, and
-`distribute: mirrored` is keras.distribution.DataParallel over two CPU devices.
-torch is not in `dev` (its Linux wheel pulls gigabytes of CUDA libraries): its
-tests run where it is installed.
+On JAX (installed with the `dev` extra) and on torch, the same tests: a killed
+run resumes bitwise as if never stopped, evaluate/predict use the run's backend,
+the trained model predicts the same on TensorFlow, and training runs with
+TensorFlow not importable. On JAX, `distribute: mirrored` is
+keras.distribution.DataParallel over two CPU devices. torch is not in `dev` (its
+Linux wheel pulls gigabytes of CUDA libraries): its tests run where it is
+installed and are skipped otherwise.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import importlib.util
 import itertools
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -90,6 +93,14 @@ def test_torch_cannot_mirror(tmp_path):
     assert_clean_error(r, "distribute: mirrored", "torch")
 
 
+def test_torch_runs_one_step_per_execution(tmp_path):
+    # Keras' torch trainer raises for more; refused before anything is built.
+    r = fit(tmp_path / "runs", "--set", "backend=torch", "--set", "compile.steps_per_execution=4")
+    assert_clean_error(r, "compile.steps_per_execution", "torch", "1 or auto")
+    assert (r.stdout + r.stderr).count("steps_per_execution") == 2  # the key, the option
+    assert not (tmp_path / "runs").exists()
+
+
 # ---------------------------------------------------------------- the NumPy feed
 
 
@@ -124,15 +135,26 @@ def test_numpy_feed_order_is_decided_by_seed_and_epoch():
     assert not np.array_equal(whole[0][1], whole[7][1])
 
 
-# ---------------------------------------------------------------- JAX
+# ---------------------------------------------------------------- JAX and torch
+
+# The same checks on each backend that is installed (torch is not in `dev`): every
+# test that takes the `backend` fixture runs once per backend.
+BACKENDS = [pytest.param("jax", marks=needs_jax), pytest.param("torch", marks=needs_torch)]
+# tiny.yaml runs 2 steps per execution; Keras' torch trainer runs one step per call.
+BACKEND_SETTINGS = {"jax": [], "torch": ["--set", "compile.steps_per_execution=1"]}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def backend(request) -> str:
+    return request.param
 
 
 @pytest.fixture(scope="module")
-def jax_work(tmp_path_factory) -> Path:
-    return resume_workdir(tmp_path_factory, "jax")
+def work(tmp_path_factory, backend) -> Path:
+    return resume_workdir(tmp_path_factory, backend)
 
 
-def _tiny(work: Path, name: str, *extra: str, env: dict | None = None):
+def _tiny(work: Path, backend: str, name: str, *extra: str, env: dict | None = None):
     runs = work / "runs"
     before = set(runs.iterdir()) if runs.exists() else set()
     r = cli(
@@ -143,11 +165,12 @@ def _tiny(work: Path, name: str, *extra: str, env: dict | None = None):
         "--name",
         name,
         "--set",
-        "backend=jax",
+        f"backend={backend}",
         "--set",
         "fit.epochs=2",
         "--set",
         "data.limit.train=512",
+        *BACKEND_SETTINGS[backend],
         *extra,
         env=env,
     )
@@ -156,67 +179,68 @@ def _tiny(work: Path, name: str, *extra: str, env: dict | None = None):
 
 
 @pytest.fixture(scope="module")
-def jax_baseline(jax_work) -> Path:
-    if not HAS_JAX:
-        pytest.skip("jax is not installed: pip install -e '.[jax]'")
-    r, run = _tiny(jax_work, "baseline")
+def baseline(work, backend) -> Path:
+    r, run = _tiny(work, backend, "baseline")
     assert r.returncode == 0, r.stdout + r.stderr
     return run
 
 
-@needs_jax
 @pytest.mark.slow
-def test_jax_run_records_its_backend(jax_baseline, jax_cache):
-    info = run_info(jax_baseline)
-    assert info["devices"]["compilation_cache"] == str(jax_cache)
-    assert any(jax_cache.iterdir())  # compiled programs kept for the next process
-    assert info["backend"] == "jax"
-    assert info["devices"]["backend"] == "jax" and info["devices"]["used"] == ["cpu:0"]
-    assert "jax" in info["versions"] and "tensorflow" not in info["versions"]
-    assert "backend: jax" in (jax_baseline / "config.yaml").read_text()
-    assert len(read_history(jax_baseline)) == 2
+def test_run_records_its_backend(backend, baseline, jax_cache):
+    info = run_info(baseline)
+    devices = info["devices"]
+    assert info["backend"] == backend and devices["backend"] == backend
+    assert devices["used"] == {"jax": ["cpu:0"], "torch": ["cpu"]}[backend]
+    assert devices["replicas"] == 1 and devices["gpus"] == []
+    assert backend in info["versions"] and "tensorflow" not in info["versions"]
+    assert f"backend: {backend}" in (baseline / "config.yaml").read_text()
+    assert len(read_history(baseline)) == 2
+    if backend == "jax":
+        assert devices["compilation_cache"] == str(jax_cache)
+        assert any(jax_cache.iterdir())  # compiled programs kept for the next process
 
 
-@needs_jax
 @pytest.mark.slow
-def test_jax_killed_mid_epoch_resumes_bitwise(jax_work, jax_baseline):
-    r, run = _tiny(jax_work, "killed", env={"KILL_AT": "1:5"})
+def test_killed_mid_epoch_resumes_bitwise(backend, work, baseline):
+    r, run = _tiny(work, backend, "killed", env={"KILL_AT": "1:5"})
     assert r.returncode == -signal.SIGKILL
     out = cli("resume", run)  # the run's backend, from its config.yaml
     assert out.returncode == 0, out.stdout + out.stderr
     assert "resuming from epoch" in out.stdout
-    assert_same_model(run, jax_baseline)
+    # The rest of the epoch is fed with its length: Keras has nothing to warn about.
+    assert "ran out of data" not in out.stdout + out.stderr
+    assert_same_model(run, baseline)
     assert run_info(run)["status"] == "completed"
 
 
-@needs_jax
 @pytest.mark.slow
-def test_jax_model_predicts_the_same_on_tensorflow(jax_baseline, tmp_path):
+def test_model_predicts_the_same_on_tensorflow(backend, baseline, tmp_path):
     with np.load(Path(data_dir()) / "mnist.npz") as f:
         np.save(tmp_path / "x.npy", f["x_test"][:64])
     preds = {}
-    for backend in ("jax", "tensorflow"):
-        out = tmp_path / f"{backend}.npy"
-        extra = ["--backend", backend] if backend == "tensorflow" else []
-        r = cli("predict", jax_baseline, tmp_path / "x.npy", "--out", out, *extra)
+    for on in (backend, "tensorflow"):
+        out = tmp_path / f"{on}.npy"
+        extra = ["--backend", on] if on == "tensorflow" else []
+        r = cli("predict", baseline, tmp_path / "x.npy", "--out", out, *extra)
         assert r.returncode == 0, r.stdout + r.stderr
-        preds[backend] = np.load(out)
-    assert preds["jax"].shape == (64, 10)
-    np.testing.assert_allclose(preds["jax"], preds["tensorflow"], rtol=1e-5, atol=1e-6)
+        preds[on] = np.load(out)
+    assert preds[backend].shape == (64, 10)
+    np.testing.assert_allclose(preds[backend], preds["tensorflow"], rtol=1e-5, atol=1e-6)
 
 
-@needs_jax
 @pytest.mark.slow
-def test_jax_trains_without_tensorflow(tmp_path):
+def test_trains_without_tensorflow(backend, tmp_path):
     env = no_tensorflow(tmp_path)
-    checked = cli("validate", MLP, "--set", "backend=jax", env=env)  # builds the model
+    checked = cli("validate", MLP, "--set", f"backend={backend}", env=env)  # builds the model
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    r = fit(tmp_path / "runs", "--set", "backend=jax", *TINY, env=env)
+    r = fit(tmp_path / "runs", "--set", f"backend={backend}", *TINY, env=env)
     assert r.returncode == 0, r.stdout + r.stderr
     run = only_run(tmp_path / "runs")
     assert not (run / "tensorboard").exists()  # TensorBoard's writer is TensorFlow's
     ev = cli("evaluate", run, env=env)
     assert ev.returncode == 0, ev.stdout + ev.stderr
+    if backend != "jax":
+        return  # what follows does not depend on the backend
     # A tf.data source says, in one line, that it needs TensorFlow.
     (tmp_path / "ds.py").write_text("def make():\n    raise AssertionError('not called')\n")
     cfg = tmp_path / "tfdata.yaml"
@@ -266,10 +290,26 @@ def test_jax_data_on_device_resumes_bitwise_as_the_host_run(jax_work, jax_baseli
 
 @needs_torch
 @pytest.mark.slow
-def test_torch_fit_and_predict_on_tensorflow(tmp_path):
-    r = fit(tmp_path / "runs", "--set", "backend=torch", *TINY)
-    assert r.returncode == 0, r.stdout + r.stderr
-    run = only_run(tmp_path / "runs")
-    assert run_info(run)["backend"] == "torch"
-    ev = cli("evaluate", run)
-    assert ev.returncode == 0, ev.stdout + ev.stderr
+def test_torch_gallery_metric_result_is_not_its_variable(tmp_path):
+    """On torch, `ops.cast` to the same dtype returns the variable's own tensor, and
+    Keras' torch fit keeps result() tensors in the epoch logs while validation resets
+    and refills the variables: the training count would show validation's."""
+    code = (
+        "import numpy as np\n"
+        "from guide_objects import CategoricalTruePositives\n"
+        "m = CategoricalTruePositives()\n"
+        "m.update_state(np.eye(3), np.eye(3))\n"
+        "r = m.result()\n"
+        "m.reset_state()\n"
+        "print(float(r))\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=CONFIGS / "keras_io",
+        env={**os.environ, "KERAS_BACKEND": "torch"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[-1] == "3.0"

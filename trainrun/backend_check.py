@@ -2,8 +2,8 @@
 
 A backend other than TensorFlow runs without TensorFlow installed; what still
 needs it (tf.data sources, image decoding) and what a backend cannot do (torch
-has no data-parallel distribution in Keras; multi-worker training is
-TensorFlow's) is refused here in one line, before any training starts.
+has no data-parallel distribution in Keras and runs one step per execution;
+multi-worker training is TensorFlow's) is refused here in one line, before any training starts.
 """
 
 from __future__ import annotations
@@ -84,4 +84,11 @@ def check_backend(loaded: LoadedConfig) -> None:
             "distribute: mirrored has no torch implementation in Keras (keras.distribution "
             "is JAX's); use backend: jax or tensorflow, or distribute: none",
             path="distribute",
+        )
+    spe = cfg.compile.steps_per_execution
+    if backend == "torch" and spe != "auto" and int(spe) > 1:
+        raise ConfigError(
+            f"{spe} steps per execution, but Keras' torch trainer runs one step per call (it "
+            "raises for more): set 1 or auto",
+            path="compile.steps_per_execution",
         )

@@ -50,11 +50,11 @@ class CategoricalTruePositives(keras.metrics.Metric):
         self.true_positives.assign_add(ops.sum(values))
 
     def result(self):
-        # A read of the variable (a cast, as Keras' own metrics do), not the variable
-        # itself as keras.io returns: Keras 3 keeps result() in the training logs while
-        # validation resets and refills the variable, so the training count would show
-        # validation's.
-        return ops.cast(self.true_positives, self.dtype)
+        # A copy of the variable's value, not the variable itself as keras.io returns:
+        # Keras 3 keeps result() in the training logs while validation resets and
+        # refills the variable, so the training count would show validation's. (Not a
+        # cast either: on torch, a cast to the same dtype is the variable's own tensor.)
+        return ops.copy(self.true_positives)
 
     def reset_state(self):
         self.true_positives.assign(0.0)

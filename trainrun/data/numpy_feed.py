@@ -205,6 +205,16 @@ class NumpyFeed(Feed):
     def epoch_counter(self, epoch: int) -> EpochCounter:
         return EpochCounter(epoch)
 
+    def train_batches(
+        self, epoch: int, step: int, *, partial: bool, epoch_var: Any
+    ) -> tuple[Any, int | None]:
+        ds, steps = super().train_batches(epoch, step, partial=partial, epoch_var=epoch_var)
+        if partial and steps is None and self.in_memory:
+            # A generator has no length: Keras would run it dry and warn that the
+            # input "ran out of data". The rest of the epoch has a known length.
+            steps = self.steps_per_epoch() - step
+        return ds, steps
+
     def _batches(self, split: ArraySplit, **kw: Any) -> Any:
         return batches(split, gather=self._gather(split), **kw)
 

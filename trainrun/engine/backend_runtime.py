@@ -237,8 +237,8 @@ def torch_steps_per_execution(loaded: LoadedConfig) -> int:
     spe = loaded.config.compile.steps_per_execution
     if spe != "auto" and int(spe) > 1:
         raise loaded.error(
-            f"compile.steps_per_execution: {spe}: Keras' torch backend runs one step per "
-            "call; set it to 1 or auto",
+            f"{spe} steps per execution, but Keras' torch trainer runs one step per call (it "
+            "raises for more): set 1 or auto",
             ("compile", "steps_per_execution"),
         )
     return 1

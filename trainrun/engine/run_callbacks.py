@@ -187,6 +187,10 @@ class StateKeeper(keras.callbacks.Callback):
         self.carry: tuple[list[Any], dict[str, np.ndarray]] | None = None
         # The epoch-in-progress metric sums of a mid-epoch snapshot.
         self.pending_metrics: dict[str, np.ndarray] | None = None
+        # A mid-epoch snapshot's torch RNG, for the first step: torch's DataLoader
+        # (Keras' torch feed) draws from that RNG as each epoch's iterator starts,
+        # which the uninterrupted run did before the state was saved.
+        self.pending_rng: dict[str, np.ndarray] | None = None
         self.extra_meta = extra_meta or dict
         self.on_save = on_save
         self.epoch = 0
@@ -267,6 +271,11 @@ class StateKeeper(keras.callbacks.Callback):
         self.step = self._saved_step = self.start_step
         if self.interrupted():
             raise Interrupted
+
+    def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+        if self.pending_rng is not None:
+            st.set_torch_rng_state(self.pending_rng)
+            self.pending_rng = None
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self.step = self.start_step + batch + 1

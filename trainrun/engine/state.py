@@ -5,7 +5,8 @@ A saved state is a directory ``state/ckpt-NNNNNN/`` holding
 * ``arrays.npz``: every variable of the model (weights, non-trainable
   variables and Dropout's seed-generator state), of the optimizer (iterations,
   learning rate, moments), the metric accumulators of the epoch in progress,
-  array-valued callback state (EarlyStopping's best weights) and NumPy's RNG;
+  array-valued callback state (EarlyStopping's best weights), NumPy's RNG and,
+  on the torch backend, torch's (its unseeded Dropout draws from it);
 * ``meta.json``: epoch and step within it, the history so far, each stateful
   callback's scalars, Python's RNG state.
 
@@ -24,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -304,7 +306,7 @@ def rng_state() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "python": [py[0], list(py[1]), py[2]],
         "numpy": [kind, int(pos), int(has_gauss), float(cached)],
     }
-    return meta, {"rng/numpy": keys}
+    return meta, {"rng/numpy": keys, **_torch_rng_state()}
 
 
 def set_rng_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
@@ -314,6 +316,35 @@ def set_rng_state(meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     if "numpy" in meta and "rng/numpy" in arrays:
         kind, pos, has_gauss, cached = meta["numpy"]
         np.random.set_state((kind, arrays["rng/numpy"], pos, has_gauss, cached))
+    set_torch_rng_state(arrays)
+
+
+def _torch_rng_state() -> dict[str, np.ndarray]:
+    """torch's global generators, where torch is in use: Keras' torch backend draws
+    an unseeded Dropout's mask from them (`torch.nn.functional.dropout`), not from
+    a SeedGenerator variable as on TensorFlow and JAX."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return {}
+    out = {"rng/torch": torch.get_rng_state().numpy()}
+    if torch.cuda.is_initialized():
+        for i, state in enumerate(torch.cuda.get_rng_state_all()):
+            out[f"rng/torch_cuda/{i}"] = state.numpy()
+    return out
+
+
+def set_torch_rng_state(arrays: dict[str, np.ndarray]) -> None:
+    """torch's global generators as `_torch_rng_state` saved them (nothing where torch
+    is not in use, or the state has none)."""
+    torch = sys.modules.get("torch")
+    if torch is None or "rng/torch" not in arrays:
+        return
+    torch.set_rng_state(torch.from_numpy(np.array(arrays["rng/torch"], np.uint8)))
+    prefix = "rng/torch_cuda/"
+    cuda = sorted((k for k in arrays if k.startswith(prefix)), key=lambda k: int(k[len(prefix) :]))
+    if cuda and torch.cuda.is_available():
+        states = [torch.from_numpy(np.array(arrays[k], np.uint8)) for k in cuda]
+        torch.cuda.set_rng_state_all(states[: torch.cuda.device_count()])
 
 
 # ---------------------------------------------------------------- callbacks

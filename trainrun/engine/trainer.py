@@ -265,7 +265,7 @@ class Trainer:
         if self.snapshot is not None:
             keeper.carry = (self.snapshot.meta.get("callbacks", []), self.snapshot.arrays)
             if self.start_step:
-                keeper.pending_metrics = self.snapshot.arrays
+                keeper.pending_metrics = keeper.pending_rng = self.snapshot.arrays
         progress = ProgressBridge(
             self.events, epochs, self.steps_per_epoch, self.start_step, self.timing
         )
