@@ -267,22 +267,22 @@ def test_jax_data_parallel_over_two_cpu_devices(tmp_path):
     assert devices["used"] == ["cpu:0", "cpu:1"]
 
 
-@needs_jax
 @pytest.mark.slow
-def test_jax_data_on_device_resumes_bitwise_as_the_host_run(jax_work, jax_baseline):
+@pytest.mark.parametrize("backend", BACKENDS[:1], indirect=True)  # JAX's own
+def test_jax_data_on_device_resumes_bitwise_as_the_host_run(work, backend, baseline):
     """data.on_device keeps the arrays on the device and gathers batches there, and
     compile.scan_steps runs each execution as one lax.scan: the same batches and steps,
     so a run killed mid-epoch resumes to the weights of the host-fed, Keras-looped run."""
     sets = ["--set", "data.on_device=true", "--set", "compile.scan_steps=true"]
-    r, run = _tiny(jax_work, "on-device", *sets, env={"KILL_AT": "1:5"})
+    r, run = _tiny(work, backend, "on-device", *sets, env={"KILL_AT": "1:5"})
     assert r.returncode == -signal.SIGKILL
     assert run_info(run)["devices"]["data_on_device"] is True
     assert run_info(run)["devices"]["scan_steps"] is True
-    base = run_info(jax_baseline)["devices"]
+    base = run_info(baseline)["devices"]
     assert base["data_on_device"] is False and base["scan_steps"] is False  # auto, on a CPU
     out = cli("resume", run)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert_same_model(run, jax_baseline)
+    assert_same_model(run, baseline)
 
 
 # ---------------------------------------------------------------- torch
