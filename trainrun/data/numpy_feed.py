@@ -180,6 +180,8 @@ class NumpyFeed(Feed):
         setting = self.loaded.config.data.on_device
         if keras.backend.backend() != "jax" or setting is False or not self.in_memory:
             return None
+        if setting == "auto" and keras.distribution.distribution() is not None:
+            return None  # each batch is split over the devices: it starts on the host
         from trainrun.data import device_feed
 
         splits = [s for s in (self.data.train, self.data.validation) if in_memory(s)]
