@@ -18,53 +18,46 @@ device or not, and a run resumed either way continues exactly:
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
 from trainrun.data.arrays import ArraySplit
 
-# 'auto' keeps the data on the device when it takes at most this share of the
-# device memory that is free (host memory that is available, on the CPU).
+# 'auto' keeps the data on an accelerator when it takes at most this share of the
+# device memory that is free.
 AUTO_SHARE = 0.5
 
 
-def nbytes(splits: list[ArraySplit | None], scale: float | np.ndarray | None) -> int:
+def nbytes(splits: list[ArraySplit], scale: float | np.ndarray | None) -> int:
     """The bytes the arrays of `splits` take on the device (see `DeviceGather`)."""
     from trainrun.data.numpy_feed import _parts
 
     total = 0
     for split in splits:
-        if split is None:
-            continue
         x, *rest = _parts(split)
-        xs = list(x.values()) if isinstance(x, dict) else [x]
-        if scale is not None and not _by_table(xs, scale):
-            total += sum(a.size * 4 for a in xs)  # scaled to float32 before it goes
+        if scale is not None and not _by_table(x, scale):
+            total += sum(a.size * 4 for a in _leaves(x))  # scaled to float32 before it goes
         else:
-            total += sum(a.nbytes for a in xs)
-        for part in rest:
-            total += sum(a.nbytes for a in (part.values() if isinstance(part, dict) else [part]))
+            total += sum(a.nbytes for a in _leaves(x))
+        total += sum(a.nbytes for part in rest for a in _leaves(part))
     return total
 
 
-def _by_table(xs: list[np.ndarray], scale: float | np.ndarray) -> bool:
+def _leaves(nest: np.ndarray | dict[str, np.ndarray]) -> list[np.ndarray]:
+    return list(nest.values()) if isinstance(nest, dict) else [nest]
+
+
+def _by_table(x: np.ndarray | dict[str, np.ndarray], scale: float | np.ndarray) -> bool:
     """Whether x is scaled on the device by a 256-entry table (uint8, one divisor)."""
-    return np.ndim(scale) == 0 and all(a.dtype == np.uint8 for a in xs)
+    return np.ndim(scale) == 0 and all(a.dtype == np.uint8 for a in _leaves(x))
 
 
 def free_bytes() -> int | None:
-    """Free memory of JAX's first device (available host memory on the CPU), or None."""
+    """Free memory of JAX's first device (an accelerator), or None where it is not told."""
     import jax
 
-    device = jax.devices()[0]
-    if device.platform == "cpu":
-        try:
-            return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError):
-            return None
-    stats = device.memory_stats() or {}
+    stats = jax.devices()[0].memory_stats() or {}
     limit = stats.get("bytes_limit")
     if limit is None:
         return None
@@ -106,7 +99,7 @@ class DeviceGather:
         table = None
         x = parts[0]
         if scale is not None:
-            if _by_table(list(x.values()) if isinstance(x, dict) else [x], scale):
+            if _by_table(x, scale):
                 table = np.arange(256, dtype=np.float32) / scale
             else:
                 x = _map(lambda a: a.astype(np.float32) / scale, x)
