@@ -122,7 +122,9 @@ def fit(
     run = _create_run(Path(runs_dir), loaded.config.name, rt)
     trainer = Trainer(loaded, run, events, device=device, rt=rt)
     try:
-        with signals.deferred():  # a signal is raised as this ends, not inside TensorFlow
+        # A signal is raised as this block ends, not inside TensorFlow's C++; so is one
+        # that library code swallowed during start-up.
+        with signals.deferred():
             trainer.prepare()
             config_text = dump_config(loaded)
             if rt.is_chief:
@@ -136,7 +138,6 @@ def fit(
                 events.attach_log(run.train_log)
                 report_start(events, trainer, "fit")
             run.acquire()
-        signals.raise_if_received()  # one that library code swallowed during start-up
     except BaseException as exc:
         # Start-up failed or was interrupted (Ctrl-C, SIGTERM): no half-made run is left.
         _remove_run(run, rt, events)
