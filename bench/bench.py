@@ -123,9 +123,10 @@ def summarize(results: list[dict]) -> dict:
         "epoch_rest": statistics.median(statistics.mean(r["epoch_s"][1:]) for r in results),
         "rss": med("rss"),
         "val_acc": statistics.mean(r["val_acc"] for r in results),
-        "shares": {
+        "shares": {  # a piece that did not run (TensorBoard without TensorFlow) is left out
             piece: statistics.median(r["callbacks_s"][piece] / r["train_s"] for r in results)
             for piece in PIECES
+            if all(piece in r["callbacks_s"] for r in results)
         }
         if "callbacks_s" in results[0]
         else None,
@@ -209,7 +210,8 @@ def main() -> None:
     parser.add_argument("--backend", default="tensorflow", choices=("tensorflow", "jax", "torch"))
     parser.add_argument("--keras-steps-per-execution", type=int, default=1, metavar="N")
     args = parser.parse_args()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "TF_CPP_MIN_LOG_LEVEL": "2"}
     env["KERAS_BACKEND"] = args.backend  # the plain script's backend; trainrun's is --set
     # Both sides read the full MNIST: $TRAINRUN_DATA_DIR/mnist.npz, else Keras' cache.
     cached = Path.home() / ".keras" / "datasets"
@@ -251,8 +253,8 @@ def main() -> None:
             print(
                 f"{name:8} {label:22} {fmt.format(k[key]):>10} {fmt.format(t[key]):>10} {ratio:7.2f}"
             )
-        for piece, label in PIECES.items():
-            print(f"{name:8} {label + ' share':22} {'':>10} {t['shares'][piece]:10.1%}")
+        for piece, share in t["shares"].items():
+            print(f"{name:8} {PIECES[piece] + ' share':22} {'':>10} {share:10.1%}")
         print(
             f"{name:8} {'accuracy gap (points)':22} {'':>10} {100 * (t['val_acc'] - k['val_acc']):+10.2f}"
         )

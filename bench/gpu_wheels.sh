@@ -16,7 +16,7 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
   --platform manylinux2014_x86_64 -d .whl \
   keras==3.15.1 namex optree h5py absl-py pyyaml typer click rich shellingham annotated-doc \
   markdown-it-py mdurl pygments pydantic "pydantic-core==$core" typing-inspection \
-  annotated-types typing-extensions matplotlib contourpy cycler fonttools kiwisolver \
+  annotated-types typing-extensions packaging matplotlib contourpy cycler fonttools kiwisolver \
   pillow pyparsing python-dateutil six
 mkdir -p .data && cp "$mnist/mnist.npz" .data/
 du -sh .whl .data
