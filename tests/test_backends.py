@@ -290,6 +290,23 @@ def test_jax_data_on_device_resumes_bitwise_as_the_host_run(work, backend, basel
 
 @needs_torch
 @pytest.mark.slow
+def test_torch_scores_a_run_trained_with_several_steps_per_execution(tmp_path):
+    """The saved model keeps its compile's steps_per_execution, which Keras' torch
+    trainer refuses above 1: evaluate/predict --backend torch score it one step a call."""
+    r = fit(tmp_path / "runs", *TINY, "--set", "compile.steps_per_execution=4")
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = only_run(tmp_path / "runs")
+    ev = cli("evaluate", run, "--backend", "torch")
+    assert ev.returncode == 0, ev.stdout + ev.stderr
+    with np.load(Path(data_dir()) / "mnist.npz") as f:
+        np.save(tmp_path / "x.npy", f["x_test"][:8])
+    pr = cli("predict", run, tmp_path / "x.npy", "--backend", "torch", "--out", tmp_path / "p.npy")
+    assert pr.returncode == 0, pr.stdout + pr.stderr
+    assert np.load(tmp_path / "p.npy").shape == (8, 10)
+
+
+@needs_torch
+@pytest.mark.slow
 def test_torch_gallery_metric_result_is_not_its_variable(tmp_path):
     """On torch, `ops.cast` to the same dtype returns the variable's own tensor, and
     Keras' torch fit keeps result() tensors in the epoch logs while validation resets

@@ -330,3 +330,12 @@ def use_step_functions(model: Any, *, train: Any, test: Any) -> None:
     """
     model.train_function = train
     model.test_function = test
+
+
+def one_step_per_execution(model: Any) -> None:
+    """Let a loaded model run on Keras' torch trainer, which refuses a
+    `steps_per_execution` above 1 (a model trained elsewhere keeps its compile's).
+    The attribute is what `compile()` sets; the step functions are made anew."""
+    if model.steps_per_execution > 1:
+        model.steps_per_execution = 1
+        model.train_function = model.test_function = model.predict_function = None

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainrun import custom
+from trainrun import custom, keras_compat
 from trainrun.config import LoadedConfig
 from trainrun.engine.checks import monitor_mode
 from trainrun.errors import RunDirError, TrainrunError
@@ -262,6 +262,8 @@ def load_model(run: RunDir, loaded: LoadedConfig, checkpoint: Checkpoint) -> Any
             raise RunDirError(
                 f"cannot load {checkpoint.path}: {type(exc).__name__}: {text}"
             ) from exc
+    if keras.backend.backend() == "torch":
+        keras_compat.one_step_per_execution(model)  # trained with more, on another backend
     return model
 
 
