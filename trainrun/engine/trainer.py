@@ -116,9 +116,15 @@ class Trainer:
             if self.rt.backend == "jax":
                 from trainrun.engine import jax_steps
 
-                self.rt.devices["scan_steps"] = jax_steps.install(
-                    self.model, self.spe, self.loaded.config.compile.scan_steps
-                )
+                asked = self.loaded.config.compile.scan_steps
+                scanned = jax_steps.install(self.model, self.spe, asked)
+                self.rt.devices["scan_steps"] = scanned
+                if asked is True and not scanned:
+                    self.rt.notes.append(
+                        "compile.scan_steps: true applies with more than one step per "
+                        f"execution (this run has {self.spe}), compiled, on one device; "
+                        "Keras' own steps run"
+                    )
             checks.check_inputs(self.loaded, self.model, self.feed)
             checks.check_labels(self.loaded, self.model, self.feed)
             self.log_keys = checks.build_and_list_logs(self.loaded, self.model, self.feed)
