@@ -85,8 +85,14 @@ def check_backend(loaded: LoadedConfig) -> None:
             "is JAX's); use backend: jax or tensorflow, or distribute: none",
             path="distribute",
         )
-    spe = cfg.compile.steps_per_execution
-    if backend == "torch" and spe != "auto" and int(spe) > 1:
+    if backend == "torch":
+        check_one_step_per_call(loaded)
+
+
+def check_one_step_per_call(loaded: LoadedConfig) -> None:
+    """Keras' torch trainer runs one step per call (it raises for more)."""
+    spe = loaded.config.compile.steps_per_execution
+    if spe != "auto" and int(spe) > 1:
         raise ConfigError(
             f"{spe} steps per execution, but Keras' torch trainer runs one step per call (it "
             "raises for more): set 1 or auto",

@@ -24,7 +24,7 @@ import keras
 import trainrun
 from trainrun.config import LoadedConfig
 from trainrun.engine.runtime import Runtime, precision_note
-from trainrun.errors import TrainrunError
+from trainrun.errors import ConfigError, TrainrunError
 
 
 @dataclass
@@ -234,11 +234,10 @@ def torch_steps_per_execution(loaded: LoadedConfig) -> int:
     """Keras' torch trainer runs one step per call: 'auto' is 1, more is refused. (JAX
     takes TensorFlow's rule, `runtime.steps_per_execution`: it amortises the per-step
     dispatch that dominates small models.)"""
-    spe = loaded.config.compile.steps_per_execution
-    if spe != "auto" and int(spe) > 1:
-        raise loaded.error(
-            f"{spe} steps per execution, but Keras' torch trainer runs one step per call (it "
-            "raises for more): set 1 or auto",
-            ("compile", "steps_per_execution"),
-        )
+    from trainrun.backend_check import check_one_step_per_call
+
+    try:  # fit checked it before Keras loaded; a resumed run's config.yaml may say more
+        check_one_step_per_call(loaded)
+    except ConfigError as exc:
+        raise loaded.locate(exc) from None
     return 1
