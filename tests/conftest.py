@@ -111,6 +111,55 @@ def cli(
     )
 
 
+def free_ports(n: int) -> list[int]:
+    import socket
+
+    socks = [socket.socket() for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def cli_processes(
+    *args: str, envs: list[dict], timeout: int = 240
+) -> list[subprocess.CompletedProcess]:
+    """`trainrun ARGS` in one process per entry of `envs` at once (the workers of a
+    cluster), each with those variables added; all killed on timeout."""
+    procs = []
+    for env in envs:
+        full_env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            "COLUMNS": "200",
+            **env,
+        }
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "trainrun", *map(str, args)],
+                env=full_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,
+            )
+        )
+    results = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=timeout)
+            results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return results
+
+
 def only_run(runs_dir: Path) -> Path:
     runs = [p for p in Path(runs_dir).iterdir() if p.is_dir()]
     assert len(runs) == 1, runs

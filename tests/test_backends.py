@@ -27,7 +27,9 @@ from conftest import (
     assert_clean_error,
     assert_same_model,
     cli,
+    cli_processes,
     data_dir,
+    free_ports,
     only_run,
     read_history,
     resume_workdir,
@@ -254,17 +256,91 @@ def test_trains_without_tensorflow(backend, tmp_path):
     assert not (tmp_path / "runs2").exists()
 
 
-@needs_jax
-@pytest.mark.slow
-def test_jax_data_parallel_over_two_cpu_devices(tmp_path):
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    r = fit(
-        tmp_path / "runs", "--set", "backend=jax", "--set", "distribute=mirrored", *TINY, env=env
-    )
+# ---------------------------------------------------------------- JAX over several devices
+
+JAX_ONLY = pytest.mark.parametrize("backend", BACKENDS[:1], indirect=True)
+TWO_CPU_DEVICES = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
+TINY_SETS = ["--set", "fit.epochs=2", "--set", "data.limit.train=512"]  # as _tiny
+
+
+@pytest.fixture(scope="module")
+def jax_mirrored(work, backend) -> Path:
+    """tiny.yaml on JAX, keras.distribution.DataParallel over two CPU devices of one process."""
+    r, run = _tiny(work, backend, "mirrored", "--set", "distribute=mirrored", env=TWO_CPU_DEVICES)
     assert r.returncode == 0, r.stdout + r.stderr
-    devices = run_info(only_run(tmp_path / "runs"))["devices"]
+    return run
+
+
+@pytest.mark.slow
+@JAX_ONLY
+def test_jax_data_parallel_over_two_cpu_devices(jax_mirrored):
+    devices = run_info(jax_mirrored)["devices"]
     assert devices["strategy"] == "DataParallel" and devices["replicas"] == 2
     assert devices["used"] == ["cpu:0", "cpu:1"]
+
+
+@pytest.mark.slow
+@JAX_ONLY
+def test_jax_batches_that_do_not_split_over_the_devices_are_refused(work, backend, tmp_path):
+    """A batch whose samples do not divide over the devices failed mid-run with JAX's
+    IndivisibleError; it is refused before the run starts, naming what to change."""
+    runs = tmp_path / "runs"
+    r = cli(
+        "fit", work / "tiny.yaml", "--runs-dir", runs, "--set", "backend=jax",
+        "--set", "distribute=mirrored", "--set", "data.limit.train=513", "--set", "fit.epochs=1",
+        env=TWO_CPU_DEVICES,
+    )  # fmt: skip
+    assert_clean_error(r, "which do not split evenly over 2 devices", "data.limit")
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+def _cluster(kill_worker_at: str | None = None) -> list[dict]:
+    """Two JAX processes on this machine, as Keras' variables describe them."""
+    port = free_ports(1)[0]
+    common = {
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": "2",
+    }
+    worker = {"KILL_AT": kill_worker_at} if kill_worker_at else {}
+    return [
+        {**common, "KERAS_DISTRIBUTION_PROCESS_ID": "0"},
+        {**common, "KERAS_DISTRIBUTION_PROCESS_ID": "1", **worker},
+    ]
+
+
+@pytest.mark.slow
+@JAX_ONLY
+def test_jax_two_processes_resume_after_a_kill_bitwise(work, backend, jax_mirrored):
+    """distribute: multi_worker on JAX: two processes (jax.distributed, through Keras'
+    initialize) train one model, each feeding its half of every batch. One is killed
+    mid-epoch; the other fails in one line (not JAX's abort at exit); both resume from
+    the last epoch end and finish bitwise where one process over two devices does."""
+    runs = work / "cluster"
+    sets = ["--set", "backend=jax", "--set", "distribute=multi_worker", *TINY_SETS]
+    # States at epoch ends only (what state_every: auto means here), so both have the same.
+    sets += ["--set", "outputs.state_every=epoch"]
+    chief_r, worker_r = cli_processes(
+        "fit", work / "tiny.yaml", "--runs-dir", runs, *sets, envs=_cluster("1:5")
+    )
+    assert worker_r.returncode == -signal.SIGKILL
+    out = chief_r.stdout + chief_r.stderr
+    assert chief_r.returncode == 1, out
+    assert "error:" in out and "Traceback" not in out and "Check failure" not in out, out
+    chief = only_run(runs)
+    worker = chief / "worker-1"
+    assert run_info(chief)["status"] == "failed"
+
+    for r in cli_processes("resume", chief, envs=_cluster()):
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "resuming from epoch 2, step 0" in r.stdout
+    info, winfo = run_info(chief), run_info(worker)
+    assert info["backend"] == winfo["backend"] == "jax"  # the run's, not TensorFlow
+    assert info["devices"]["workers"] == 2 and info["devices"]["replicas"] == 2
+    assert info["devices"]["task"] == {"type": "worker", "index": 0, "chief": True}
+    assert winfo["devices"]["task"] == {"type": "worker", "index": 1, "chief": False}
+    assert info["status"] == winfo["status"] == "completed"
+    assert_same_model(chief, jax_mirrored)
+    assert_same_model(worker, jax_mirrored)
 
 
 @pytest.mark.slow

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,7 +17,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CONFIGS, ROOT, SMALL, assert_clean_error, cli, only_run, read_history, run_info
+from conftest import (
+    CONFIGS,
+    SMALL,
+    assert_clean_error,
+    cli,
+    cli_processes,
+    free_ports,
+    only_run,
+    read_history,
+    run_info,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -53,41 +62,6 @@ def assert_same_history(a: Path, b: Path) -> None:
 
 
 # ---------------------------------------------------------------- unit: runtime
-
-
-def test_tf_config_task(monkeypatch):
-    from trainrun.engine import runtime
-    from trainrun.errors import TrainrunError
-
-    monkeypatch.delenv("TF_CONFIG", raising=False)
-    assert runtime.tf_config_task() is None
-
-    def task(cluster: dict, kind: str, index: int):
-        monkeypatch.setenv(
-            "TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": kind, "index": index}})
-        )
-        return runtime.tf_config_task()
-
-    workers = {"worker": ["h1:1", "h2:1", "h3:1"]}
-    t0, t2 = task(workers, "worker", 0), task(workers, "worker", 2)
-    assert (t0.is_chief, t0.num_workers) == (True, 3)
-    assert (t2.is_chief, t2.name) == (False, "worker-2")
-    assert runtime.worker_subdir(t0) is None and runtime.worker_subdir(t2) == "worker-2"
-    # With a separate chief job, worker 0 is not the chief.
-    with_chief = {"chief": ["c:1"], "worker": ["h1:1"]}
-    assert task(with_chief, "chief", 0).is_chief
-    assert not task(with_chief, "worker", 0).is_chief
-    assert task(with_chief, "worker", 0).num_workers == 2
-
-    for bad, needle in (
-        ("{not json", "not valid JSON"),
-        (json.dumps({"cluster": workers}), "needs a 'cluster' and a 'task'"),
-        (json.dumps({"cluster": workers, "task": {"type": "ps", "index": 0}}), "'ps'"),
-        (json.dumps({"cluster": workers, "task": {"type": "worker", "index": 3}}), "out of range"),
-    ):
-        monkeypatch.setenv("TF_CONFIG", bad)
-        with pytest.raises(TrainrunError, match=needle):
-            runtime.tf_config_task()
 
 
 def test_precision_notes(monkeypatch):
@@ -330,52 +304,14 @@ def test_resume_under_mirrored_continues_exactly(tmp_path, mirrored_run):
 # ---------------------------------------------------------------- CLI: two workers
 
 
-def _free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 def run_workers(*args: str, timeout: int = 240) -> list[subprocess.CompletedProcess]:
     """`trainrun ARGS` as worker 0 (chief) and worker 1 of one cluster; killed on timeout."""
-    ports = _free_ports(2)
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
-    procs = []
-    for index in range(2):
-        env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
-            "COLUMNS": "200",
-            "TF_CONFIG": json.dumps(
-                {"cluster": cluster, "task": {"type": "worker", "index": index}}
-            ),
-        }
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "trainrun", *map(str, args)],
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-                start_new_session=True,
-            )
-        )
-    results = []
-    try:
-        for p in procs:
-            out, err = p.communicate(timeout=timeout)
-            results.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return results
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
+    envs = [
+        {"TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})}
+        for i in range(2)
+    ]
+    return cli_processes(*args, envs=envs, timeout=timeout)
 
 
 def test_two_workers_train_resume_and_agree(tmp_path, mirrored_run):
@@ -418,7 +354,7 @@ def test_two_workers_train_resume_and_agree(tmp_path, mirrored_run):
 
 def test_validate_a_multi_worker_config_needs_no_cluster(tmp_path):
     """validate builds without joining the cluster (which would wait for the other worker)."""
-    port_a, port_b = _free_ports(2)
+    port_a, port_b = free_ports(2)
     tf_config = {
         "cluster": {"worker": [f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}"]},
         "task": {"type": "worker", "index": 0},

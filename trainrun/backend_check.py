@@ -73,10 +73,10 @@ def check_backend(loaded: LoadedConfig) -> None:
                     f"installed: pip install tensorflow-cpu, or remove it on backend: {backend}",
                     path=f"callbacks.{i}",
                 )
-    if cfg.distribute == "multi_worker":
+    if backend == "torch" and cfg.distribute == "multi_worker":
         raise ConfigError(
-            f"distribute: multi_worker runs on backend: tensorflow only (TF_CONFIG); on "
-            f"backend: {backend} use distribute: auto or mirrored (one machine)",
+            "distribute: multi_worker has no torch implementation in Keras "
+            "(keras.distribution is JAX's); use backend: jax or tensorflow",
             path="distribute",
         )
     if backend == "torch" and cfg.distribute == "mirrored":

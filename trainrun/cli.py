@@ -213,7 +213,12 @@ def resume(
     changed = None
     try:
         run_dir = None
-        if not os.environ.get("TF_CONFIG"):  # a worker's own directory is found after TF import
+        from trainrun.cluster import is_set, own_run_ref
+
+        if is_set():  # a cluster's worker: its own directory, checked as training starts
+            with contextlib.suppress(TrainrunError):
+                run_dir = _open_run(str(own_run_ref(run, runs_dir)), runs_dir)  # the backend
+        else:
             run_dir = _open_run(run, runs_dir)
             record = run_dir.read_record()
             run_dir.check_resumable(record, epochs)  # a finished run: no TF needed
@@ -770,6 +775,9 @@ def main() -> None:
     # flush at exit, say) means leave at once, without a traceback.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _exit_at_once)
+    cluster = sys.modules.get("trainrun.engine.jax_cluster")
+    if cluster is not None and code:
+        cluster.abandon(code if isinstance(code, int) else 1)
     if "tensorflow" in sys.modules and isinstance(code, int | None):
         from trainrun.fast_exit import exit_now
 

@@ -148,26 +148,36 @@ def prepare_model(model: Any, strategy: Any) -> None:
         skip_symbolic_build(model)
 
 
-def gather_text(strategy: Any, text: str, *, is_chief: bool) -> list[tuple[bool, str]]:
-    """Every replica's (is_chief, text) of its worker: one all-gather that all workers must join.
-
-    A worker with several local devices appears once per device.
-    """
+def text_row(text: str, *, is_chief: bool) -> np.ndarray:
+    """`text` as one int32 row of a gather: a chief mark, then its UTF-8 bytes."""
     data = text.encode("utf-8")
     if len(data) >= _TEXT_LEN:
         raise ValueError(f"text to gather is {len(data)} bytes, more than {_TEXT_LEN - 1}")
     codes = np.zeros(_TEXT_LEN, np.int32)
     codes[0] = 2 if is_chief else 1  # never 0: marks a filled row
     codes[1 : 1 + len(data)] = np.frombuffer(data, np.uint8)
-    values = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant(codes[None, :])
-    )
-    rows = strategy.gather(values, axis=0).numpy()
+    return codes
+
+
+def text_rows(rows: np.ndarray) -> list[tuple[bool, str]]:
+    """The (is_chief, text) of each gathered `text_row`."""
     out = []
     for row in rows:
         body = row[1:]
         out.append((bool(row[0] == 2), bytes(body[body > 0].astype(np.uint8)).decode("utf-8")))
     return out
+
+
+def gather_text(strategy: Any, text: str, *, is_chief: bool) -> list[tuple[bool, str]]:
+    """Every replica's (is_chief, text) of its worker: one all-gather that all workers must join.
+
+    A worker with several local devices appears once per device.
+    """
+    codes = text_row(text, is_chief=is_chief)
+    values = strategy.experimental_distribute_values_from_function(
+        lambda ctx: tf.constant(codes[None, :])
+    )
+    return text_rows(strategy.gather(values, axis=0).numpy())
 
 
 # ---------------------------------------------------------------- callbacks

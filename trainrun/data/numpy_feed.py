@@ -96,6 +96,19 @@ class _Gather:
         return taken
 
 
+class Share:
+    """One process's part of every batch (JAX, distribute: multi_worker): slice `index`
+    of `count` equal, contiguous slices, so that the processes' parts, in process order,
+    make the batch the one process would have fed."""
+
+    def __init__(self, gather: Gather, index: int, count: int) -> None:
+        self.gather, self.index, self.count = gather, index, count
+
+    def __call__(self, index: np.ndarray) -> tuple:
+        part = len(index) // self.count
+        return self.gather(index[self.index * part : (self.index + 1) * part])
+
+
 def _cut(order: np.ndarray, batch_size: int, i: int) -> np.ndarray:
     return order[i * batch_size : (i + 1) * batch_size]
 
@@ -173,6 +186,47 @@ class NumpyFeed(Feed):
     """
 
     on_device: bool = False  # set by place()
+    share: tuple[int, int] | None = None  # (this process, processes): set by split_over()
+
+    def split_over(self, replicas: int, processes: int, index: int) -> None:
+        """Each batch is split evenly over `replicas` devices (keras.distribution), and
+        across `processes` processes each feeds its own part (`Share`, process `index`).
+        Refuses, before training, a batch that would not split."""
+        b = self.batching
+        sizes = {
+            "training": (self.data.train, b.train, "fit.batch_size"),
+            "validation": (self.data.validation, b.evaluate, "fit.validation_batch_size"),
+        }
+        for name, (split, size, key) in sizes.items():
+            if split is None:
+                continue
+            if not in_memory(split):
+                if processes > 1:
+                    raise self.loaded.error(
+                        f"distribute: multi_worker on backend: jax feeds in-memory data, and "
+                        f"the {name} data is a tf.data dataset (source: "
+                        f"{self.loaded.config.data.source}); use an in-memory source, or "
+                        "backend: tensorflow",
+                        ("distribute",),
+                    )
+                continue
+            last = len(split) % size
+            if size % replicas:
+                raise self.loaded.error(
+                    f"{name} batches of {size} do not split evenly over {replicas} devices: "
+                    f"set {key} to a multiple of {replicas}",
+                    tuple(key.split(".")),
+                )
+            if last % replicas:
+                raise self.loaded.error(
+                    f"the last {name} batch has {last} samples ({len(split)} in batches of "
+                    f"{size}), which do not split evenly over {replicas} devices: choose "
+                    f"{key} or the number of samples (data.limit) so that it divides by "
+                    f"{replicas}",
+                    tuple(key.split(".")),
+                )
+        if processes > 1:
+            self.share = (index, processes)
 
     def place(self) -> str | None:
         """Decide where the in-memory splits live for training (data.on_device), once
@@ -194,7 +248,14 @@ class NumpyFeed(Feed):
         return {}
 
     def _gather(self, split: ArraySplit) -> Gather | None:
-        """The gather of `split`: on the device (made once a split), or None (NumPy's)."""
+        """The gather of `split`: on the device (made once a split), or None (NumPy's);
+        this process's part of each batch under multi_worker."""
+        gather = self._device_gather(split)
+        if self.share is None:
+            return gather
+        return Share(gather or _Gather(split, self.preprocessing.scale), *self.share)
+
+    def _device_gather(self, split: ArraySplit) -> Gather | None:
         if not self.on_device:
             return None
         key = id(split)

@@ -23,7 +23,7 @@ import keras
 
 import trainrun
 from trainrun.config import LoadedConfig
-from trainrun.engine.runtime import Runtime, precision_note
+from trainrun.engine.runtime import Runtime, Task, precision_note
 from trainrun.errors import ConfigError, TrainrunError
 
 
@@ -33,6 +33,7 @@ class LocalStrategy:
 
     num_replicas_in_sync: int = 1
     distribution: Any = None  # keras.distribution.DataParallel, or None: one device
+    processes: int = 1  # JAX processes that share each batch (distribute: multi_worker)
 
     @contextlib.contextmanager
     def scope(self) -> Iterator[None]:
@@ -112,6 +113,41 @@ def _jax_devices(device: str | None, deterministic: bool) -> list[Any]:
     return jax.devices()
 
 
+def _jax_cluster(kind: str, device: str | None, notes: list[str]) -> Task | None:
+    """distribute: multi_worker: join the processes the environment describes
+    (engine/jax_cluster.py), before JAX starts its backend."""
+    if kind != "multi_worker":
+        return None
+    from trainrun.cluster import cluster
+    from trainrun.engine import jax_cluster
+
+    place = cluster()
+    if place is None:
+        notes.append(
+            "distribute: multi_worker without KERAS_DISTRIBUTION_* (or TF_CONFIG) trains as a "
+            "single process; set them on every process (see README, Several machines)"
+        )
+        return None
+    if device == "cpu":
+        import jax
+
+        jax.config.update("jax_platforms", "cpu")
+    jax_cluster.join(place)
+    return place.task
+
+
+def jax_process_count() -> int:
+    import jax
+
+    return jax.process_count()
+
+
+def _local(d: Any) -> bool:
+    import jax
+
+    return d.process_index == jax.process_index()
+
+
 def _jax_gpu(d: Any) -> dict[str, Any]:
     return {
         "name": f"{d.platform}:{d.id}",
@@ -121,20 +157,25 @@ def _jax_gpu(d: Any) -> dict[str, Any]:
 
 
 def _jax_strategy(kind: str, devices: list[Any], notes: list[str]) -> LocalStrategy:
+    """DataParallel over `devices` (every process's, under multi_worker), or one device."""
     accelerators = [d for d in devices if d.platform != "cpu"]
-    if kind == "mirrored" or (kind == "auto" and len(accelerators) > 1):
-        if len(devices) == 1:
-            notes.append(
-                f"distribute: mirrored over a single device ({devices[0]}); with no GPUs, "
-                "XLA_FLAGS=--xla_force_host_platform_device_count=N splits the CPU into N "
-                "devices"
-            )
-            return LocalStrategy()
-        names = [f"{d.platform}:{d.id}" for d in devices]
-        distribution = keras.distribution.DataParallel(devices=names)
+    spread = kind in ("mirrored", "multi_worker") or (kind == "auto" and len(accelerators) > 1)
+    if spread and len(devices) > 1:
+        processes = jax_process_count()
+        # Across processes each feeds its own share of a batch (NumpyFeed.share); Keras'
+        # auto-sharding is for tf.data only.
+        distribution = keras.distribution.DataParallel(
+            devices=devices, auto_shard_dataset=processes == 1
+        )
         keras.distribution.set_distribution(distribution)
-        return LocalStrategy(len(devices), distribution)
-    if kind != "none" and len(devices) > 1 and not accelerators:
+        return LocalStrategy(len(devices), distribution, processes)
+    if kind == "mirrored":
+        notes.append(
+            f"distribute: mirrored over a single device ({devices[0]}); with no GPUs, "
+            "XLA_FLAGS=--xla_force_host_platform_device_count=N splits the CPU into N "
+            "devices"
+        )
+    elif kind != "none" and len(devices) > 1 and not accelerators:
         notes.append(
             f"JAX sees {len(devices)} CPU devices, but distribute: {kind} trains on one; "
             "set distribute: mirrored to use them all"
@@ -180,14 +221,17 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     cache = None
     if backend == "jax":
         cache = _jax_compilation_cache(notes)
+        task = _jax_cluster(cfg.distribute, device, notes)
         found = _jax_devices(device, cfg.deterministic)
-        gpus = [_jax_gpu(d) for d in found if d.platform != "cpu"]
-        visible = [f"{d.platform}:{d.id}" for d in found]
+        gpus = [_jax_gpu(d) for d in found if d.platform != "cpu" and _local(d)]
+        names = [f"{d.platform}:{d.id}" for d in found]  # every process's
+        visible = [name for d, name in zip(found, names, strict=True) if _local(d)]
         strategy = _jax_strategy(cfg.distribute, found, notes)
         used = (
-            visible if strategy.distribution is not None else [visible[0]]
+            names if strategy.distribution is not None else [visible[0]]
         )  # jax.devices()[0] is where a single-device run computes
     elif backend == "torch":
+        task = None
         visible = _torch_devices(device, cfg.deterministic)
         gpus = [_torch_gpu(name) for name in visible if name.startswith("cuda")]
         if cfg.distribute == "auto" and len(gpus) > 1:
@@ -217,6 +261,9 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     }
     if device == "cpu":
         devices["forced"] = "cpu"
+    if task is not None:
+        devices["workers"] = task.num_workers
+        devices["task"] = {"type": task.type, "index": task.index, "chief": task.is_chief}
     if cache:
         devices["compilation_cache"] = cache
     devices["notes"] = notes
@@ -226,6 +273,7 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
         devices=devices,
         jit_compile=cfg.compile.jit_compile,
         notes=notes,
+        task=task,
         backend=backend,
     )
 

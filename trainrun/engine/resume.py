@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 
 from trainrun import signals
+from trainrun.cluster import own_run_ref
 from trainrun.config import dump_config, load_config
-from trainrun.engine import runtime
 from trainrun.engine.events import Events
 from trainrun.engine.fit import finish, report_start
 from trainrun.engine.outcome import Outcome, run_to_end
@@ -20,17 +20,6 @@ from trainrun.runs.provenance import Change, check_unchanged
 from trainrun.runs.record import Status
 from trainrun.runs.rundir import RunDir, now
 from trainrun.tracking.mlflow import MlflowTracker
-
-
-def _worker_ref(ref: str | Path, runs_dir: Path) -> str | Path:
-    """On a non-chief worker, `trainrun resume runs/<id>` means its own runs/<id>/<task>/."""
-    with contextlib.suppress(TrainrunError):  # a bad TF_CONFIG is reported by setup, if used
-        sub = runtime.worker_subdir(runtime.tf_config_task())
-        if sub:
-            for base in (Path(ref), Path(runs_dir) / str(ref)):
-                if (base / sub / "run.json").is_file():
-                    return base / sub
-    return ref
 
 
 def _check_workers_agree(trainer: Trainer, unusable: RunDirError | None = None) -> None:
@@ -177,7 +166,7 @@ def resume(
     What made the run (run.json's `provenance`) must be as it was, unless
     `allow_changed`; `changed` is what the CLI's check found before TensorFlow."""
     started = time.perf_counter()
-    run = RunDir.open(_worker_ref(ref, runs_dir), runs_dir)
+    run = RunDir.open(own_run_ref(ref, runs_dir), runs_dir)
     run.acquire()
     try:
         try:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import glob
 import importlib.metadata
-import json
 import os
 import platform
 import shutil
@@ -26,6 +25,7 @@ import keras
 
 import trainrun
 from trainrun import keras_compat
+from trainrun.cluster import Task, tf_config_task
 from trainrun.config import LoadedConfig
 from trainrun.errors import TrainrunError
 from trainrun.lazy import lazy_module
@@ -40,27 +40,13 @@ tf = lazy_module("tensorflow")
 LOGICAL_CPUS_ENV = "TRAINRUN_LOGICAL_CPUS"
 
 
-@dataclass(frozen=True)
-class Task:
-    """This process's place in a multi-worker cluster (from TF_CONFIG)."""
-
-    type: str
-    index: int
-    num_workers: int
-    is_chief: bool
-
-    @property
-    def name(self) -> str:
-        return f"{self.type}-{self.index}"
-
-
 @dataclass
 class Runtime:
     strategy: Any
     devices: dict[str, Any] = field(default_factory=dict)
     jit_compile: bool | str = "auto"
     notes: list[str] = field(default_factory=list)
-    task: Task | None = None  # set under distribute: multi_worker with a TF_CONFIG cluster
+    task: Task | None = None  # set under distribute: multi_worker in a cluster of processes
     backend: str = "tensorflow"  # the Keras backend (engine/backend_runtime.py for the others)
 
     @property
@@ -84,14 +70,20 @@ class Runtime:
         """The chief's `text`, on every worker (a collective: all workers must call it)."""
         if not self.multi_worker:
             return text
-        rows = keras_compat.gather_text(self.strategy, text, is_chief=self.is_chief)
-        return next(t for chief, t in rows if chief)
+        return next(t for chief, t in self._gather(text) if chief)
 
     def worker_values(self, text: str) -> set[str]:
         """Every worker's `text` (a collective): one value when the workers agree."""
         if not self.multi_worker:
             return {text}
-        return {t for _, t in keras_compat.gather_text(self.strategy, text, is_chief=self.is_chief)}
+        return {t for _, t in self._gather(text)}
+
+    def _gather(self, text: str) -> list[tuple[bool, str]]:
+        if self.backend == "jax":
+            from trainrun.engine import jax_cluster
+
+            return jax_cluster.gather_text(text, is_chief=self.is_chief)
+        return keras_compat.gather_text(self.strategy, text, is_chief=self.is_chief)
 
 
 def versions() -> dict[str, str]:
@@ -106,58 +98,6 @@ def versions() -> dict[str, str]:
         "keras": keras.__version__,
         "trainrun": trainrun.__version__,
     }
-
-
-# ---------------------------------------------------------------- TF_CONFIG
-
-
-def tf_config_task() -> Task | None:
-    """This process's task from $TF_CONFIG, or None when it is unset.
-
-    Read without TensorFlow, so `fit` and `resume` can place a non-chief
-    worker's files before anything else happens.
-    """
-    raw = os.environ.get("TF_CONFIG", "").strip()
-    if not raw:
-        return None
-    example = (
-        '{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-        '"task": {"type": "worker", "index": 0}}'
-    )
-    try:
-        conf = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise TrainrunError(
-            f"TF_CONFIG is not valid JSON ({exc}); expected e.g. {example}"
-        ) from None
-    cluster = conf.get("cluster") if isinstance(conf, dict) else None
-    task = conf.get("task") if isinstance(conf, dict) else None
-    if not isinstance(cluster, dict) or not isinstance(task, dict):
-        raise TrainrunError(
-            f"TF_CONFIG needs a 'cluster' and a 'task' mapping, got {raw!r}; expected e.g. {example}"
-        )
-    kind, index = task.get("type"), task.get("index", 0)
-    jobs = {k: v for k, v in cluster.items() if k in ("chief", "worker")}
-    if kind not in jobs:
-        raise TrainrunError(
-            f"TF_CONFIG task type {kind!r} is not a job of its cluster ({', '.join(cluster) or 'none'}); "
-            "MultiWorkerMirroredStrategy runs 'chief' and 'worker' tasks"
-        )
-    if not isinstance(index, int) or not 0 <= index < len(jobs[kind]):
-        raise TrainrunError(
-            f"TF_CONFIG task index {index!r} is out of range: the cluster has "
-            f"{len(jobs[kind])} {kind} address(es)"
-        )
-    num_workers = sum(len(v) for v in jobs.values())
-    is_chief = kind == "chief" or (kind == "worker" and index == 0 and "chief" not in jobs)
-    return Task(kind, index, num_workers, is_chief)
-
-
-def worker_subdir(task: Task | None) -> str | None:
-    """Where a non-chief worker writes, relative to the chief's run directory."""
-    if task is None or task.is_chief or task.num_workers < 2:
-        return None
-    return task.name
 
 
 # ---------------------------------------------------------------- devices

@@ -101,6 +101,7 @@ class Trainer:
         self.timing["tensorflow_ready_s"] = round(time.time() - trainrun.STARTED_AT, 3)
         self.rt = self.rt or runtime.setup(self.loaded, device=self.device)
         self.feed = Feed.build(self.loaded)
+        self._split_batches()
         self.steps_per_epoch = self.feed.steps_per_epoch()
         self.spe = runtime.steps_per_execution(self.loaded, self.steps_per_epoch, self.rt)
         with self.rt.strategy.scope(), checks.weights_fit_in_memory(self.loaded):
@@ -136,6 +137,16 @@ class Trainer:
         self.monitor_mode = checks.monitor_direction(self.loaded, self.model, self.monitor)
         keras_compat.make_saves_atomic(self.model)
         self.timing["prepared_s"] = round(time.time() - trainrun.STARTED_AT, 3)
+
+    def _split_batches(self) -> None:
+        """JAX, over several devices (keras.distribution): every batch must split evenly,
+        and each process feeds its own part of it."""
+        strategy = self.rt.strategy
+        if self.rt.backend != "jax" or strategy.num_replicas_in_sync < 2:
+            return
+        import jax
+
+        self.feed.split_over(strategy.num_replicas_in_sync, strategy.processes, jax.process_index())
 
     def _place_data(self) -> None:
         """JAX: whether the in-memory data lives on the device (data.on_device)."""
