@@ -90,9 +90,10 @@ def test_unknown_backend_is_a_config_error(tmp_path):
     assert_clean_error(r, "backend", "tensorflow", "jax", "torch")
 
 
-def test_torch_cannot_mirror(tmp_path):
-    r = cli("validate", MLP, "--set", "backend=torch", "--set", "distribute=mirrored")
-    assert_clean_error(r, "distribute: mirrored", "torch")
+@pytest.mark.parametrize("kind", ["mirrored", "multi_worker"])
+def test_torch_cannot_distribute(kind):
+    r = cli("validate", MLP, "--set", "backend=torch", "--set", f"distribute={kind}")
+    assert_clean_error(r, f"distribute: {kind}", "torch")
 
 
 def test_torch_runs_one_step_per_execution(tmp_path):

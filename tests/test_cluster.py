@@ -135,3 +135,20 @@ def test_process_shares_make_the_batch():
     parts = [Share(gather, k, 3)(index)[0] for k in range(3)]
     assert [len(p) for p in parts] == [2, 2, 2]
     np.testing.assert_array_equal(np.concatenate(parts), gather(index)[0])
+
+
+def test_a_coordinator_port_in_use_is_refused_in_one_line():
+    """JAX's coordination service crashes (a segmentation fault) on a port in use."""
+    import socket
+
+    from trainrun.engine.jax_cluster import check_port_free
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(TrainrunError, match=f"port {port} of the coordinator .* is in use"):
+            check_port_free(f"127.0.0.1:{port}")
+    check_port_free(f"127.0.0.1:{port}")  # free again
+    with pytest.raises(TrainrunError, match="has no port"):
+        check_port_free("somehost")

@@ -23,11 +23,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 from typing import Any
 
 import numpy as np
 
 from trainrun.cluster import Cluster
+from trainrun.errors import TrainrunError
 
 
 def join(place: Cluster) -> None:
@@ -36,10 +38,47 @@ def join(place: Cluster) -> None:
     import jax
     import keras
 
+    if place.process_id == 0:
+        check_port_free(place.coordinator)
     # Collectives between processes on CPU devices (NCCL's serve GPUs).
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    keras.distribution.initialize(place.coordinator, place.task.num_workers, place.process_id)
+    try:
+        keras.distribution.initialize(place.coordinator, place.task.num_workers, place.process_id)
+    except Exception as exc:  # noqa: BLE001 - JAX's errors here are its runtime's, of any type
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TrainrunError(
+            f"cannot join the JAX cluster at {place.coordinator} as process {place.process_id} "
+            f"of {place.task.num_workers} ({first}); start every process with the same "
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES (process 0's host:port) and NUM_PROCESSES"
+        ) from None
     atexit.register(_leave)
+
+
+def check_port_free(coordinator: str) -> None:
+    """Process 0 serves JAX's coordination service on the coordinator's port, on every
+    interface. A port in use crashes JAX (a segmentation fault): refuse it in one line."""
+    port_text = coordinator.rsplit(":", 1)[-1]
+    if not port_text.isdigit():
+        raise TrainrunError(
+            f"the coordinator address {coordinator!r} has no port; expected host:port"
+        )
+    port = int(port_text)
+    for family, host in ((socket.AF_INET6, "::"), (socket.AF_INET, "0.0.0.0")):
+        try:
+            probe = socket.socket(family, socket.SOCK_STREAM)
+        except OSError:
+            continue  # no IPv6 on this machine
+        with probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise TrainrunError(
+                    f"port {port} of the coordinator {coordinator} is in use on this machine "
+                    f"({exc.strerror or exc}); process 0 serves the cluster there: give every "
+                    "process a free one (KERAS_DISTRIBUTION_JOB_ADDRESSES, or TF_CONFIG's chief)"
+                ) from None
+        return
 
 
 _failed: list[int] = []
