@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -315,11 +316,11 @@ def test_jax_two_processes_resume_after_a_kill_bitwise(work, backend, jax_mirror
     """distribute: multi_worker on JAX: two processes (jax.distributed, through Keras'
     initialize) train one model, each feeding its half of every batch. One is killed
     mid-epoch; the other fails in one line (not JAX's abort at exit); both resume from
-    the last epoch end and finish bitwise where one process over two devices does."""
+    the newest state both saved and finish bitwise where one process over two devices does."""
     runs = work / "cluster"
+    # tiny.yaml saves state after every execution: the chief saves one more (step 6 of
+    # epoch 2) than the worker killed before it, then fails at the next collective.
     sets = ["--set", "backend=jax", "--set", "distribute=multi_worker", *TINY_SETS]
-    # States at epoch ends only (what state_every: auto means here), so both have the same.
-    sets += ["--set", "outputs.state_every=epoch"]
     chief_r, worker_r = cli_processes(
         "fit", work / "tiny.yaml", "--runs-dir", runs, *sets, envs=_cluster("1:5")
     )
@@ -331,9 +332,13 @@ def test_jax_two_processes_resume_after_a_kill_bitwise(work, backend, jax_mirror
     worker = chief / "worker-1"
     assert run_info(chief)["status"] == "failed"
 
-    for r in cli_processes("resume", chief, envs=_cluster()):
+    chief_r, worker_r = cli_processes("resume", chief, envs=_cluster())
+    for r in (chief_r, worker_r):  # from the newest state both have
         assert r.returncode == 0, r.stdout + r.stderr
-        assert "resuming from epoch 2, step 0" in r.stdout
+        assert "resuming from epoch 2, step 4" in r.stdout
+    assert "this worker saved up to epoch 2, step 6, another only to epoch 2, step 4" in (
+        chief_r.stdout
+    )
     info, winfo = run_info(chief), run_info(worker)
     assert info["backend"] == winfo["backend"] == "jax"  # the run's, not TensorFlow
     assert info["devices"]["workers"] == 2 and info["devices"]["replicas"] == 2
@@ -342,6 +347,14 @@ def test_jax_two_processes_resume_after_a_kill_bitwise(work, backend, jax_mirror
     assert info["status"] == winfo["status"] == "completed"
     assert_same_model(chief, jax_mirrored)
     assert_same_model(worker, jax_mirrored)
+
+    # A worker without its state refuses, and the chief hears why and refuses too,
+    # before restoring anything (restoring unequal values would fail inside JAX).
+    shutil.rmtree(worker / "state")
+    chief_r, worker_r = cli_processes("resume", chief, "--epochs", "3", envs=_cluster())
+    assert_clean_error(worker_r, "state is missing or empty", "refused")
+    assert_clean_error(chief_r, "the workers' saved states differ", "no usable state")
+    assert run_info(chief)["epochs_done"] == 2
 
 
 @pytest.mark.slow

@@ -31,6 +31,21 @@ def test_round_trip_and_two_kept(tmp_path):
     assert names == ["ckpt-000002", "ckpt-000003"]  # the latest and the one to fall back to
 
 
+def test_positions_and_loading_an_older_one(tmp_path):
+    """What the workers of a cluster compare, and the state they all have."""
+    store = StateStore(tmp_path / "state")
+    assert store.positions() == []
+    store.save(snap(1, 4))
+    store.save(snap(1, 6))
+    assert store.positions() == [(1, 6), (1, 4)]
+    older = store.load(at=(1, 4))
+    assert (older.epoch, older.step) == (1, 4) and not store.skipped
+    assert older.arrays["model/0"].tolist() == [104.0] * 3
+    assert store.load(at=(1, 5)).step == 4  # the newest at or before it
+    assert store.load().step == 6  # the newer one was passed over, not set aside
+    assert store.load(at=(0, 9)) is None
+
+
 def test_kill_mid_write_of_arrays_keeps_previous(tmp_path):
     store = StateStore(tmp_path / "state")
     store.save(snap(2, 3))

@@ -10,6 +10,7 @@ from pathlib import Path
 from trainrun import signals
 from trainrun.cluster import own_run_ref
 from trainrun.config import dump_config, load_config
+from trainrun.engine import state as st
 from trainrun.engine.events import Events
 from trainrun.engine.fit import finish, report_start
 from trainrun.engine.outcome import Outcome, run_to_end
@@ -17,9 +18,53 @@ from trainrun.engine.trainer import Trainer
 from trainrun.errors import RunDirError, RunError, TrainrunError
 from trainrun.runs.files import no_space, writing, written_file
 from trainrun.runs.provenance import Change, check_unchanged
-from trainrun.runs.record import Status
+from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
 from trainrun.tracking.mlflow import MlflowTracker
+
+
+def _common_position(trainer: Trainer, record: RunRecord) -> tuple[int, int] | None:
+    """The newest (epoch, step) whose saved state every worker has (a collective; None
+    when not multi-worker, or no worker has a state yet).
+
+    A worker killed mid-epoch may have saved one state fewer than the others, which ran
+    on until the next collective failed: all then resume from the one they share (the
+    states of synchronised workers at one step are equal). With none in common every
+    worker refuses here, before any restores: on JAX, restoring different values
+    fails inside a collective."""
+    rt = trainer.rt
+    if not rt.multi_worker:
+        return None
+    mine = st.StateStore(trainer.run.state_dir).positions()
+    texts = rt.worker_values(",".join(f"{epoch}:{step}" for epoch, step in mine))
+    held = [{_position(p) for p in text.split(",") if p} for text in texts]
+    common = set.intersection(*held) if held else set()
+    if common:
+        at = max(common)
+        if mine[0] != at:
+            trainer.restore_notes.append(
+                f"this worker saved up to epoch {mine[0][0] + 1}, step {mine[0][1]}, another "
+                f"only to epoch {at[0] + 1}, step {at[1]}: every worker resumes from there"
+            )
+        return at
+    if not any(held):
+        return None  # no state anywhere: every worker starts at the beginning
+    if not mine:
+        trainer.run.check_state_present(record)  # this worker's own reason, if it has one
+    newest = sorted(
+        f"epoch {max(h)[0] + 1}, step {max(h)[1]}" if h else "no usable state" for h in held
+    )
+    raise RunDirError(
+        f"the workers' saved states differ ({' / '.join(newest)}) and none is saved by all; "
+        "resume needs every worker's state from the same step: copy the chief's "
+        "runs/<id>/state/ over each worker's runs/<id>/worker-<i>/state/ (synchronised "
+        "workers save equal states)"
+    )
+
+
+def _position(text: str) -> tuple[int, int]:
+    epoch, step = text.split(":")
+    return int(epoch), int(step)
 
 
 def _check_workers_agree(trainer: Trainer, unusable: RunDirError | None = None) -> None:
@@ -81,10 +126,11 @@ def _start_resume(
     trainer = Trainer(loaded, run, events, device=device, resuming=True)
     with signals.deferred():  # raised as building ends, not inside TensorFlow's C++
         trainer.prepare()
+    at = _common_position(trainer, record)
     try:
         if multi_worker:
             run.check_state_present(record)
-        restored = trainer.restore(record)
+        restored = trainer.restore(record, at=at)
         unusable = None
     except RunDirError as exc:
         if not trainer.rt.multi_worker:

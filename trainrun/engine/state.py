@@ -108,8 +108,27 @@ class StateStore:
                 shutil.rmtree(old, ignore_errors=True)
         return target
 
+    def _candidates(self) -> list[Path]:
+        """Complete states, oldest first, LATEST last."""
+        candidates = self._complete()
+        latest = self._latest_name()
+        if latest and self.dir / latest in candidates:
+            candidates.remove(self.dir / latest)
+            candidates.append(self.dir / latest)
+        return candidates
+
+    def positions(self) -> list[tuple[int, int]]:
+        """(epoch, step) of each complete state whose meta.json reads, newest first: what
+        the workers of a cluster compare to find the newest state they all have."""
+        found = (_position(path) for path in reversed(self._candidates()))
+        return [p for p in found if p is not None]  # load() says why one is unreadable
+
     def load(
-        self, *, max_epoch: int | None = None, check: Callable[[Snapshot], str | None] | None = None
+        self,
+        *,
+        max_epoch: int | None = None,
+        check: Callable[[Snapshot], str | None] | None = None,
+        at: tuple[int, int] | None = None,
     ) -> Snapshot | None:
         """The newest usable state; None when there is none at all.
 
@@ -117,14 +136,13 @@ class StateStore:
         damaged, whose meta.json fails `validate_meta`, or that `check` rejects
         is skipped (and listed in `self.skipped`). When states exist but none is
         usable, raises RunDirError naming each one and why: resuming from the
-        start instead would silently throw the run's progress away.
+        start instead would silently throw the run's progress away. `at`: the
+        state of that (epoch, step), newer ones passed over (kept, not skipped).
         """
         self.skipped = []
-        candidates = self._complete()
-        latest = self._latest_name()
-        if latest and self.dir / latest in candidates:
-            candidates.remove(self.dir / latest)
-            candidates.append(self.dir / latest)
+        candidates = self._candidates()
+        if at is not None:
+            candidates = [p for p in candidates if _position(p) is None or _position(p) <= at]
         for path in reversed(candidates):
             snap, reason = _read(path, max_epoch)
             if snap is not None and check is not None:
@@ -156,6 +174,14 @@ def damaged_message(directory: Path, skipped: list[tuple[Path, str]]) -> str:
         f"silently drop the run's progress, so it is refused. Put back {directory} from a "
         f"backup, or train again as a new run: trainrun fit {run / 'config.yaml'}"
     )
+
+
+def _position(path: Path) -> tuple[int, int] | None:
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+        return int(meta["epoch"]), int(meta["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _read(path: Path, max_epoch: int | None) -> tuple[Snapshot | None, str | None]:

@@ -171,16 +171,19 @@ class Trainer:
             self.adapted = adapt.adapted_state(self.adaptable)
 
     # ------------------------------------------------------------ restore
-    def restore(self, record: RunRecord | None = None) -> bool:
+    def restore(self, record: RunRecord | None = None, at: tuple[int, int] | None = None) -> bool:
         """Load the latest usable saved state, if any. Returns whether there was one.
 
         A damaged newest state is set aside (renamed, kept) and the previous one
         used; with no usable state, a run that has made progress is refused
-        rather than silently started over.
+        rather than silently started over. `at`: the newest state at or before
+        that (epoch, step) (what every worker of a cluster has).
         """
         record = record or RunRecord()
         store = st.StateStore(self.run.state_dir)
-        snap = store.load(max_epoch=self.loaded.config.fit.epochs, check=self._check_snapshot)
+        snap = store.load(
+            max_epoch=self.loaded.config.fit.epochs, check=self._check_snapshot, at=at
+        )
         if snap is None:
             progress = self.run.progress(record)
             if progress:
