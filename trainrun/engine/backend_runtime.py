@@ -98,11 +98,12 @@ def _jax_compilation_cache(notes: list[str]) -> str | None:
     return chosen
 
 
-def _jax_devices(device: str | None, deterministic: bool) -> list[Any]:
+def _jax_configure(device: str | None, deterministic: bool) -> None:
+    """What JAX reads as its backend starts (at the first device query, or in joining
+    a cluster): deterministic GPU kernels, and --device cpu."""
     import jax
 
     if deterministic and "--xla_gpu_deterministic_ops" not in os.environ.get("XLA_FLAGS", ""):
-        # Read when the backend starts, which is below: deterministic GPU kernels.
         flags = os.environ.get("XLA_FLAGS", "")
         os.environ["XLA_FLAGS"] = f"{flags} --xla_gpu_deterministic_ops=true".strip()
     if device == "cpu":
@@ -110,12 +111,11 @@ def _jax_devices(device: str | None, deterministic: bool) -> list[Any]:
             jax.config.update("jax_platforms", "cpu")
         except RuntimeError as exc:  # the backend already started in this process
             raise TrainrunError(f"--device cpu: cannot configure JAX's devices: {exc}") from None
-    return jax.devices()
 
 
-def _jax_cluster(kind: str, device: str | None, notes: list[str]) -> Task | None:
+def _jax_cluster(kind: str, notes: list[str]) -> Task | None:
     """distribute: multi_worker: join the processes the environment describes
-    (engine/jax_cluster.py), before JAX starts its backend."""
+    (engine/jax_cluster.py); this starts JAX's backend."""
     if kind != "multi_worker":
         return None
     from trainrun.cluster import cluster
@@ -128,12 +128,14 @@ def _jax_cluster(kind: str, device: str | None, notes: list[str]) -> Task | None
             "single process; set them on every process (see README, Several machines)"
         )
         return None
-    if device == "cpu":
-        import jax
-
-        jax.config.update("jax_platforms", "cpu")
     jax_cluster.join(place)
     return place.task
+
+
+def jax_devices() -> list[Any]:
+    import jax
+
+    return jax.devices()
 
 
 def jax_process_count() -> int:
@@ -221,8 +223,9 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
     cache = None
     if backend == "jax":
         cache = _jax_compilation_cache(notes)
-        task = _jax_cluster(cfg.distribute, device, notes)
-        found = _jax_devices(device, cfg.deterministic)
+        _jax_configure(device, cfg.deterministic)
+        task = _jax_cluster(cfg.distribute, notes)
+        found = jax_devices()
         gpus = [_jax_gpu(d) for d in found if d.platform != "cpu" and _local(d)]
         names = [f"{d.platform}:{d.id}" for d in found]  # every process's
         visible = [name for d, name in zip(found, names, strict=True) if _local(d)]

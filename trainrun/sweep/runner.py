@@ -128,21 +128,16 @@ def start(request: SweepRequest, say: Say) -> int:
     seed = loaded.config.seed
     optuna_side.make_sampler(spec, seed)
     optuna_side.make_pruner(spec)
-    if spec.storage:
-        optuna_side.open_storage(spec.storage)
+    theirs = _joined_study(spec, request.study)
+    # What the probe decides (metric, direction) is compared once it has: a sweep that
+    # differs in the rest is refused before building the model.
+    check_same_sweep(theirs, spec, request.study, spec.storage, unresolved=True)
     say(f"checking {request.config} (builds the model once)")
     probe = run_probe(request.config, request.sets, spec.metric)
     metric = spec.metric or probe["monitor"]
     direction = spec.direction or ("maximize" if probe["metric_mode"] == "max" else "minimize")
     spec.metric, spec.direction = metric, direction
-
-    if spec.storage and request.study:
-        storage = optuna_side.open_storage(spec.storage)
-        try:
-            theirs = storage.get_study_user_attrs(storage.get_study_id_from_name(request.study))
-        except KeyError:
-            theirs = {}
-        check_same_sweep(theirs.get("trainrun"), spec, request.study, spec.storage)
+    check_same_sweep(theirs, spec, request.study, spec.storage)
 
     name = request.name or loaded.config.name
     sweep_dir = RunDir.create(request.runs_dir, f"{name}-sweep").path
@@ -206,10 +201,35 @@ def resume(sweep_dir: Path, say: Say, *, workers: int | None = None) -> int:
     return Orchestrator(sweep_dir, record, spec, say, resuming=True).run()
 
 
-def check_same_sweep(theirs: Any, spec: Spec, study: str, storage: str) -> None:
-    """A study joined by name must be this sweep's: same parameters, sampler, metric..."""
+def _joined_study(spec: Spec, study: str | None) -> Any:
+    """The sweep (spec JSON) of the study joined by --study in --storage, if it exists;
+    opening the storage checks it is reachable, before anything is built."""
+    if not spec.storage:
+        return None
+    storage = optuna_side.open_storage(spec.storage)
+    if not study:
+        return None
+    try:
+        attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(study))
+    except KeyError:
+        return None
+    return attrs.get("trainrun")
+
+
+def check_same_sweep(
+    theirs: Any, spec: Spec, study: str | None, storage: str | None, *, unresolved: bool = False
+) -> None:
+    """A study joined by name must be this sweep's: same parameters, sampler, metric...
+    `unresolved`: leave out the metric and direction the config does not set (yet)."""
+    mine = spec.to_json()
+    if theirs is not None and unresolved:
+        theirs = dict(theirs)
+        for key in ("metric", "direction"):
+            if mine[key] is None:
+                mine.pop(key)
+                theirs.pop(key, None)
     if theirs is not None and json.dumps(theirs, sort_keys=True) != json.dumps(
-        spec.to_json(), sort_keys=True
+        mine, sort_keys=True
     ):
         raise ConfigError(
             f"study '{study}' in {optuna_side.storage_url_shown(storage)} was made by a "
