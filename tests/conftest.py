@@ -125,12 +125,13 @@ def free_ports(n: int) -> list[int]:
 
 
 def cli_processes(
-    *args: str, envs: list[dict], timeout: int = 240
+    *args: str, envs: list[dict], extra: list[list[str]] | None = None, timeout: int = 240
 ) -> list[subprocess.CompletedProcess]:
     """`trainrun ARGS` in one process per entry of `envs` at once (the workers of a
-    cluster), each with those variables added; all killed on timeout."""
+    cluster), each with those variables added (and its `extra` arguments); all killed
+    on timeout."""
     procs = []
-    for env in envs:
+    for i, env in enumerate(envs):
         full_env = {
             **os.environ,
             "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
@@ -139,7 +140,7 @@ def cli_processes(
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "trainrun", *map(str, args)],
+                [sys.executable, "-m", "trainrun", *map(str, args), *(extra[i] if extra else [])],
                 env=full_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

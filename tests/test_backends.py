@@ -312,6 +312,23 @@ def _cluster(kill_worker_at: str | None = None) -> list[dict]:
 
 @pytest.mark.slow
 @JAX_ONLY
+def test_jax_workers_agree_on_the_seed_and_refuse_different_configs(work, backend, tmp_path):
+    """Without a seed in the config each process draws its own: the chief's is taken by
+    all (were it not, the seed would differ too). A --set on one machine only is refused
+    on both, before any run directory is made."""
+    runs = tmp_path / "runs"
+    args = ["fit", work / "tiny.yaml", "--runs-dir", runs, "--set", "seed=null"]
+    args += ["--set", "backend=jax", "--set", "distribute=multi_worker", *TINY_SETS]
+    chief_r, worker_r = cli_processes(
+        *args, envs=_cluster(), extra=[[], ["--set", "fit.batch_size=64"]]
+    )
+    for r in (chief_r, worker_r):
+        assert_clean_error(r, "the workers' configs differ in fit:", "same config")
+    assert not runs.exists() or not any(runs.iterdir())
+
+
+@pytest.mark.slow
+@JAX_ONLY
 def test_jax_two_processes_resume_after_a_kill_bitwise(work, backend, jax_mirrored):
     """distribute: multi_worker on JAX: two processes (jax.distributed, through Keras'
     initialize) train one model, each feeding its half of every batch. One is killed

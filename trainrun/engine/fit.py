@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -10,13 +12,15 @@ import sys
 import time
 from pathlib import Path
 
+import yaml
+
 from trainrun import signals
 from trainrun.config import LoadedConfig, dump_config, load_config, with_seed
 from trainrun.engine import runtime
 from trainrun.engine.events import Events, RunStart
 from trainrun.engine.outcome import Outcome, run_end, run_to_end
 from trainrun.engine.trainer import Trainer
-from trainrun.errors import RunError, TrainrunError
+from trainrun.errors import ConfigError, RunError, TrainrunError
 from trainrun.runs.files import no_space, writing, written_file
 from trainrun.runs.record import RunRecord, Status
 from trainrun.runs.rundir import RunDir, now
@@ -90,6 +94,47 @@ def finish(events: Events, trainer: Trainer, outcome: Outcome, seconds: float) -
     return outcome
 
 
+def _agree_on_config(loaded: LoadedConfig, rt: runtime.Runtime) -> None:
+    """Every worker of a cluster trains the same config (collectives; all workers call them).
+
+    A config without a seed gets a random one in each process: the chief's is taken by
+    all, or each would shuffle (and initialise) its own way. Configs that still differ
+    (another --set on one machine) are refused on every worker, naming the sections.
+    """
+    if not rt.multi_worker:
+        return
+    seed = int(rt.agree(str(loaded.config.seed)))
+    if seed != loaded.config.seed:
+        import keras
+
+        loaded.config.seed = seed
+        keras.utils.set_random_seed(seed)  # as runtime.setup did with this worker's own
+    sections = yaml.safe_load(dump_config(loaded))
+    mine = {
+        key: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        for key, value in sections.items()
+    }
+    seen = [
+        dict(item.split("=") for item in text.split(","))
+        for text in rt.worker_values(
+            ",".join(f"{key}={digest}" for key, digest in sorted(mine.items()))
+        )
+    ]
+    differ = sorted(
+        {
+            key
+            for other in seen
+            for key in mine.keys() | other.keys()
+            if other.get(key) != mine.get(key)
+        }
+    )
+    if differ:
+        raise ConfigError(
+            f"the workers' configs differ in {', '.join(differ)}: every worker runs the same "
+            "config and --set (only TF_CONFIG or KERAS_DISTRIBUTION_PROCESS_ID differs)"
+        )
+
+
 def _create_run(runs_dir: Path, name: str, rt: runtime.Runtime) -> RunDir:
     """A new run directory. Under multi-worker training the chief creates
     runs/<id>/ and every other worker writes its own files, the same set, into
@@ -119,6 +164,7 @@ def fit(
     started = time.perf_counter()
     loaded = loaded or with_seed(load_config(config, overrides, name=name))
     rt = runtime.setup(loaded, device=device)
+    _agree_on_config(loaded, rt)
     run = _create_run(Path(runs_dir), loaded.config.name, rt)
     trainer = Trainer(loaded, run, events, device=device, rt=rt)
     try:
