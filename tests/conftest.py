@@ -140,7 +140,13 @@ def cli_processes(
         }
         procs.append(
             subprocess.Popen(
-                [sys.executable, "-m", "trainrun", *map(str, args), *(extra[i] if extra else [])],
+                [
+                    sys.executable,
+                    "-m",
+                    "trainrun",
+                    *map(str, args),
+                    *map(str, extra[i] if extra else []),
+                ],
                 env=full_env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

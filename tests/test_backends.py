@@ -315,12 +315,17 @@ def _cluster(kill_worker_at: str | None = None) -> list[dict]:
 def test_jax_workers_agree_on_the_seed_and_refuse_different_configs(work, backend, tmp_path):
     """Without a seed in the config each process draws its own: the chief's is taken by
     all (were it not, the seed would differ too). A --set on one machine only is refused
-    on both, before any run directory is made."""
+    on both, before any run directory is made. Where the config lies (base_dir) may
+    differ from machine to machine."""
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(work, elsewhere, ignore=shutil.ignore_patterns("runs", "cluster"))
     runs = tmp_path / "runs"
-    args = ["fit", work / "tiny.yaml", "--runs-dir", runs, "--set", "seed=null"]
+    args = ["fit", "--runs-dir", runs, "--set", "seed=null"]
     args += ["--set", "backend=jax", "--set", "distribute=multi_worker", *TINY_SETS]
     chief_r, worker_r = cli_processes(
-        *args, envs=_cluster(), extra=[[], ["--set", "fit.batch_size=64"]]
+        *args,
+        envs=_cluster(),
+        extra=[[work / "tiny.yaml"], [elsewhere / "tiny.yaml", "--set", "fit.batch_size=64"]],
     )
     for r in (chief_r, worker_r):
         assert_clean_error(r, "the workers' configs differ in fit:", "same config")

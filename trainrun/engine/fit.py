@@ -110,6 +110,7 @@ def _agree_on_config(loaded: LoadedConfig, rt: runtime.Runtime) -> None:
         loaded.config.seed = seed
         keras.utils.set_random_seed(seed)  # as runtime.setup did with this worker's own
     sections = yaml.safe_load(dump_config(loaded))
+    sections.pop("base_dir", None)  # where this machine finds the config's files
     mine = {
         key: hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
         for key, value in sections.items()
