@@ -51,12 +51,16 @@ def _common_position(trainer: Trainer, record: RunRecord) -> tuple[int, int] | N
         return None  # no state anywhere: every worker starts at the beginning
     if not mine:
         trainer.run.check_state_present(record)  # this worker's own reason, if it has one
-    newest = sorted(
-        f"epoch {max(h)[0] + 1}, step {max(h)[1]}" if h else "no usable state" for h in held
+    raise _states_differ(
+        {f"epoch {max(h)[0] + 1}, step {max(h)[1]}" if h else "no usable state" for h in held},
+        "none is saved by all",
     )
-    raise RunDirError(
-        f"the workers' saved states differ ({' / '.join(newest)}) and none is saved by all; "
-        "resume needs every worker's state from the same step: copy the chief's "
+
+
+def _states_differ(seen: set[str], why: str = "") -> RunDirError:
+    return RunDirError(
+        f"the workers' saved states differ ({' / '.join(sorted(seen))}){'; ' + why if why else ''}"
+        "; resume needs every worker's state from the same step: copy the chief's "
         "runs/<id>/state/ over each worker's runs/<id>/worker-<i>/state/ (synchronised "
         "workers save equal states)"
     )
@@ -92,11 +96,7 @@ def _check_workers_agree(trainer: Trainer, unusable: RunDirError | None = None) 
             "own directory; run `trainrun resume runs/<id>` on each worker where it trained"
         )
     if len(seen) > 1:
-        raise RunDirError(
-            f"the workers' saved states differ ({' / '.join(sorted(seen))}); resume needs "
-            "every worker's state from the same step: copy the chief's runs/<id>/state/ "
-            "over each worker's runs/<id>/worker-<i>/state/ (synchronised workers save equal states)"
-        )
+        raise _states_differ(seen)
 
 
 def _start_resume(

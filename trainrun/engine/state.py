@@ -142,7 +142,7 @@ class StateStore:
         self.skipped = []
         candidates = self._candidates()
         if at is not None:
-            candidates = [p for p in candidates if _position(p) is None or _position(p) <= at]
+            candidates = [p for p in candidates if (pos := _position(p)) is None or pos <= at]
         for path in reversed(candidates):
             snap, reason = _read(path, max_epoch)
             if snap is not None and check is not None:
