@@ -132,24 +132,6 @@ def _jax_cluster(kind: str, notes: list[str]) -> Task | None:
     return place.task
 
 
-def jax_devices() -> list[Any]:
-    import jax
-
-    return jax.devices()
-
-
-def jax_process_count() -> int:
-    import jax
-
-    return jax.process_count()
-
-
-def _local(d: Any) -> bool:
-    import jax
-
-    return d.process_index == jax.process_index()
-
-
 def _jax_gpu(d: Any) -> dict[str, Any]:
     return {
         "name": f"{d.platform}:{d.id}",
@@ -158,12 +140,12 @@ def _jax_gpu(d: Any) -> dict[str, Any]:
     }
 
 
-def _jax_strategy(kind: str, devices: list[Any], notes: list[str]) -> LocalStrategy:
-    """DataParallel over `devices` (every process's, under multi_worker), or one device."""
+def _jax_strategy(kind: str, devices: list[Any], processes: int, notes: list[str]) -> LocalStrategy:
+    """DataParallel over `devices` (those of all `processes`, under multi_worker), or one
+    device."""
     accelerators = [d for d in devices if d.platform != "cpu"]
     spread = kind in ("mirrored", "multi_worker") or (kind == "auto" and len(accelerators) > 1)
     if spread and len(devices) > 1:
-        processes = jax_process_count()
         # Across processes each feeds its own share of a batch (NumpyFeed.share); Keras'
         # auto-sharding is for tf.data only.
         distribution = keras.distribution.DataParallel(
@@ -225,11 +207,13 @@ def setup(loaded: LoadedConfig, *, device: str | None = None) -> Runtime:
         cache = _jax_compilation_cache(notes)
         _jax_configure(device, cfg.deterministic)
         task = _jax_cluster(cfg.distribute, notes)
-        found = jax_devices()
-        gpus = [_jax_gpu(d) for d in found if d.platform != "cpu" and _local(d)]
-        names = [f"{d.platform}:{d.id}" for d in found]  # every process's
-        visible = [name for d, name in zip(found, names, strict=True) if _local(d)]
-        strategy = _jax_strategy(cfg.distribute, found, notes)
+        import jax
+
+        found, local = jax.devices(), jax.local_devices()  # every process's; this one's
+        gpus = [_jax_gpu(d) for d in local if d.platform != "cpu"]
+        names = [f"{d.platform}:{d.id}" for d in found]
+        visible = [f"{d.platform}:{d.id}" for d in local]
+        strategy = _jax_strategy(cfg.distribute, found, jax.process_count(), notes)
         used = (
             names if strategy.distribution is not None else [visible[0]]
         )  # jax.devices()[0] is where a single-device run computes
